@@ -1,0 +1,1 @@
+"""Code execution in per-room Jupyter kernels (the kernels issue builds it)."""

@@ -1,0 +1,1 @@
+"""The room domain: the shared document, participants, the durable update log."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the durable store, applied at start-up by ``SqlStore.start``."""

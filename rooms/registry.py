@@ -1,0 +1,173 @@
+"""The rooms of this node: creating them, loading them on first join, evicting idle ones."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+
+from rooms.document import DEFAULT_FILES, initial_update, load_doc, new_doc, seeded_marker_update
+from rooms.errors import BadRequest, RoomNotFound
+from rooms.room import Room, SnapshotPolicy, now_us
+from rooms.store import Store
+from rooms.types import SYSTEM_AUTHOR, EntryKind, LogEntry, RoomInfo, RoomKind
+from rooms.update_log import UpdateLog
+
+log = logging.getLogger("clarityhire.rooms")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPolicy:
+    snapshots: SnapshotPolicy
+    idle_evict_seconds: float
+
+
+class RoomRegistry:
+    """Owns the live rooms of this node.
+
+    A room is loaded from its newest snapshot plus the updates after it when someone opens it,
+    and evicted (after a final snapshot and a flush of the log) once it has had no peers for
+    ``idle_evict_seconds``. Concurrent opens of one room share a single load.
+    """
+
+    def __init__(self, store: Store, update_log: UpdateLog, policy: RoomPolicy) -> None:
+        self.store = store
+        self.log = update_log
+        self.policy = policy
+        self._live: dict[str, Room] = {}
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._evictions: dict[str, asyncio.Task[None]] = {}
+        self._flushing: set[str] = set()
+
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
+
+    def is_live(self, room_id: str) -> bool:
+        return room_id in self._live
+
+    async def create(
+        self,
+        kind: RoomKind,
+        language: str,
+        files: dict[str, str] | None = None,
+        seed_from: str | None = None,
+    ) -> RoomInfo:
+        """Create a room from files, or from another room's whole history."""
+        if files is not None and seed_from is not None:
+            raise BadRequest("give either files or seed_from, not both")
+        info = RoomInfo(
+            id=secrets.token_urlsafe(9),
+            kind=kind,
+            language=language,
+            created_us=now_us(),
+            seeded_from=seed_from,
+            epoch=secrets.token_hex(8),
+        )
+        if seed_from is not None:
+            seed = await self._copied_history(info, seed_from)
+        else:
+            chosen = files if files is not None else DEFAULT_FILES.get(language, {"main": ""})
+            update = initial_update(info, chosen)
+            seed = [LogEntry(info.id, 1, info.created_us, SYSTEM_AUTHOR, EntryKind.SEED, update)]
+        await self.store.create_room(info, seed)
+        log.info("room created", extra={"room": info.id, "kind": kind.value})
+        return info
+
+    async def info(self, room_id: str) -> RoomInfo:
+        room = self._live.get(room_id)
+        if room is not None:
+            return room.info
+        info = await self.store.get_room(room_id)
+        if info is None:
+            raise RoomNotFound(f"no room {room_id!r}")
+        return info
+
+    async def open(self, room_id: str) -> Room:
+        """The live room, loaded if needed; cancels a pending idle eviction."""
+        eviction = self._evictions.get(room_id)
+        if eviction is not None:
+            if room_id in self._flushing:
+                await asyncio.shield(eviction)  # then load the room afresh
+            else:
+                eviction.cancel()
+                del self._evictions[room_id]
+        room = self._live.get(room_id)
+        if room is not None:
+            return room
+        loading = self._loading.get(room_id)
+        if loading is None:
+            loading = asyncio.create_task(self._load(room_id))
+            self._loading[room_id] = loading
+            loading.add_done_callback(lambda _t: self._loading.pop(room_id, None))
+        return await asyncio.shield(loading)
+
+    def release(self, room: Room) -> None:
+        """Called when a peer left: schedule eviction once the room is empty."""
+        if room.peers or room.id in self._evictions:
+            return
+        task = asyncio.create_task(self._evict_when_idle(room))
+        self._evictions[room.id] = task
+        task.add_done_callback(lambda t: self._forget_eviction(room.id, t))
+
+    async def close(self) -> None:
+        """Snapshot every live room and wait until the log holds everything."""
+        for task in list(self._evictions.values()):
+            task.cancel()
+        for room in self._live.values():
+            room.take_snapshot()
+        await self.log.flush()
+        self._live.clear()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _load(self, room_id: str) -> Room:
+        info = await self.info(room_id)
+        history = await self.store.load(room_id)
+        doc = new_doc()
+        if history.snapshot is not None:
+            doc.apply_update(history.snapshot.state)
+        for entry in history.tail:
+            doc.apply_update(entry.update)
+        room = Room(info, doc, history.last_seq, self.log, self.policy.snapshots)
+        self._live[room_id] = room
+        log.info("room loaded", extra={"room": room_id, "seq": room.seq})
+        return room
+
+    async def _evict_when_idle(self, room: Room) -> None:
+        await asyncio.sleep(self.policy.idle_evict_seconds)
+        if room.peers:
+            return
+        # From here on the eviction cannot be cancelled: an open() waits for it and reloads.
+        self._flushing.add(room.id)
+        try:
+            room.take_snapshot()
+            await self.log.flush()
+            if self._live.get(room.id) is room:
+                del self._live[room.id]
+                log.info("room evicted", extra={"room": room.id, "seq": room.seq})
+        finally:
+            self._flushing.discard(room.id)
+
+    def _forget_eviction(self, room_id: str, task: asyncio.Task[None]) -> None:
+        if self._evictions.get(room_id) is task:
+            del self._evictions[room_id]
+
+    async def _copied_history(self, info: RoomInfo, source_id: str) -> list[LogEntry]:
+        source = await self.store.get_room(source_id)
+        if source is None:
+            raise BadRequest(f"seed_from: no room {source_id!r}")
+        live = self._live.get(source_id)
+        if live is not None:
+            live.take_snapshot()
+        await self.log.flush()
+        history = await self.store.history(source_id)
+        copied = [LogEntry(info.id, e.seq, e.at_us, e.author, e.kind, e.update) for e in history]
+        last_seq = copied[-1].seq if copied else 0
+        doc = load_doc([e.update for e in copied])
+        marker = seeded_marker_update(doc, info, last_seq)
+        copied.append(
+            LogEntry(info.id, last_seq + 1, info.created_us, SYSTEM_AUTHOR, EntryKind.SEED, marker)
+        )
+        return copied

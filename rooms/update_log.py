@@ -1,0 +1,101 @@
+"""The group-commit writer of the durable update log.
+
+Rooms append entries without waiting; one writer task per store gathers everything appended
+within a short window and commits it in one transaction, so a busy server does not pay a
+transaction per keystroke. Callers that need durability (eviction, seeding, shutdown) await
+``flush()``, which resolves once everything appended before it is committed. ``stop()`` drains
+before it cancels, so no write in flight is lost. A failing store is retried with back-off and
+nothing queued is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from rooms.store import Store
+from rooms.types import LogEntry, Snapshot
+
+log = logging.getLogger("clarityhire.log")
+
+
+class UpdateLog:
+    def __init__(self, store: Store, window_s: float) -> None:
+        self.store = store
+        self.window_s = window_s
+        self._entries: list[LogEntry] = []
+        self._snapshots: list[Snapshot] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight = False
+        self.last_error: str | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Entries accepted but not yet committed."""
+        return len(self._entries)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="update-log-writer")
+
+    def append(self, entry: LogEntry) -> None:
+        self._entries.append(entry)
+        self._wakeup.set()
+
+    def add_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshots.append(snapshot)
+        self._wakeup.set()
+
+    async def flush(self) -> None:
+        """Return once everything appended so far is committed."""
+        if not (self._entries or self._snapshots or self._in_flight):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wakeup.set()
+        await waiter
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        await self.flush()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if not self._waiters and self.window_s > 0:
+                # Let the updates of the next few milliseconds join this transaction.
+                await asyncio.sleep(self.window_s)
+            self._wakeup.clear()
+            entries, self._entries = self._entries, []
+            snapshots, self._snapshots = self._snapshots, []
+            waiters, self._waiters = self._waiters, []
+            self._in_flight = True
+            await self._commit(entries, snapshots)
+            self._in_flight = False
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _commit(self, entries: list[LogEntry], snapshots: list[Snapshot]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self.store.append(entries, snapshots)
+                self.last_error = None
+                return
+            except Exception as e:  # keep the batch and retry: dropping it would lose edits
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.error(
+                    "log commit failed; retrying",
+                    extra={"entries": len(entries), "error": self.last_error},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)

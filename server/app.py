@@ -1,0 +1,109 @@
+"""The ASGI application factory: wires settings, store, update log, rooms and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+
+from rooms.registry import RoomPolicy, RoomRegistry
+from rooms.room import SnapshotPolicy
+from rooms.store import SqlStore, sqlite_url
+from rooms.types import Role, RoomInfo, RoomKind
+from rooms.update_log import UpdateLog
+from server.api import RoomApi
+from server.doc_socket import DocSocket
+from server.pages import Pages
+from server.settings import Settings, resolve_secrets
+from server.tokens import TokenSigner
+
+log = logging.getLogger("clarityhire.app")
+
+DEMO_FILES = {
+    "main.py": (
+        "def fizzbuzz(n: int) -> list[str]:\n"
+        '    """Return the FizzBuzz sequence from 1 to n."""\n'
+        "    out = []\n"
+        "    for i in range(1, n + 1):\n"
+        "        out.append(str(i))\n"
+        "    return out\n\n\n"
+        "print(fizzbuzz(15))\n"
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The long-lived parts of one server, started and stopped by the app's lifespan."""
+
+    settings: Settings
+    store: SqlStore
+    update_log: UpdateLog
+    registry: RoomRegistry
+    signer: TokenSigner
+
+
+def build_services(settings: Settings) -> Services:
+    settings = resolve_secrets(settings)
+    url = settings.database_url or sqlite_url(settings.data_path / "clarityhire.db")
+    store = SqlStore(url, settings.database_schema)
+    update_log = UpdateLog(store, settings.log_commit_window_ms / 1000)
+    policy = RoomPolicy(
+        snapshots=SnapshotPolicy(settings.snapshot_every_updates, settings.snapshot_every_seconds),
+        idle_evict_seconds=settings.room_idle_seconds,
+    )
+    registry = RoomRegistry(store, update_log, policy)
+    return Services(settings, store, update_log, registry, TokenSigner(settings.secret_key))
+
+
+def create_app(settings: Settings, demo: bool = False) -> Starlette:
+    """Build the app; with ``demo`` a demo room is created at start-up and its links printed."""
+    services = build_services(settings)
+    settings = services.settings
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await services.store.start()
+        services.update_log.start()
+        if demo:
+            await _announce_demo_room(services)
+        try:
+            yield
+        finally:
+            await services.registry.close()
+            await services.update_log.stop()
+            await services.store.close()
+
+    api = RoomApi(settings, services.registry, services.signer, services.store, services.update_log)
+    pages = Pages(settings, services.registry, services.signer)
+    doc_socket = DocSocket(services.registry, services.signer, settings.max_message_bytes)
+    routes = [
+        *api.routes(),
+        *pages.routes(),
+        WebSocketRoute("/rooms/{room_id}/doc", doc_socket),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.services = services
+    return app
+
+
+async def _announce_demo_room(services: Services) -> None:
+    settings = services.settings
+    marker = settings.data_path / "demo_room"
+    info: RoomInfo | None = None
+    if marker.exists():
+        info = await services.store.get_room(marker.read_text().strip())
+    if info is None:
+        info = await services.registry.create(RoomKind.LIVE, "python", DEMO_FILES)
+        marker.write_text(info.id)
+    lines = [f"Demo room {info.id}"]
+    for role, name in ((Role.INTERVIEWER, "Interviewer"), (Role.CANDIDATE, "Candidate")):
+        token, _ = services.signer.mint(info.id, role, name, settings.token_ttl_seconds)
+        lines.append(f"  {role.value:<12} {settings.base_url}/rooms/{info.id}?token={token}")
+    lines.append(f"  admin key    {settings.admin_key}")
+    print("\n".join(lines), flush=True)

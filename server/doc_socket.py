@@ -1,0 +1,113 @@
+"""``WS /rooms/{room_id}/doc``: the y-websocket endpoint of a room's document.
+
+A raw ASGI endpoint (no per-message wrapper objects) because it is the hot path: every
+keystroke of every participant passes through ``_handle``. Every error a client can cause
+closes only that connection, with the code and reason of its ``RoomError``.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qs
+
+from starlette.types import Receive, Scope, Send
+
+from rooms.errors import MessageTooLarge, RoomError, UnsupportedData
+from rooms.protocol import MessageType, SyncType, parse_awareness, parse_message
+from rooms.registry import RoomRegistry
+from rooms.room import Room
+from rooms.types import EntryKind, Participant
+from server.tokens import TokenSigner
+
+log = logging.getLogger("clarityhire.ws")
+
+
+class SocketPeer:
+    """A room peer backed by one ASGI WebSocket connection."""
+
+    __slots__ = ("_send", "awareness_ids", "participant")
+
+    def __init__(self, participant: Participant, send: Send) -> None:
+        self.participant = participant
+        self.awareness_ids: set[int] = set()
+        self._send = send
+
+    async def send(self, data: bytes) -> None:
+        await self._send({"type": "websocket.send", "bytes": data})
+
+
+class DocSocket:
+    def __init__(self, registry: RoomRegistry, signer: TokenSigner, max_message_bytes: int):
+        self.registry = registry
+        self.signer = signer
+        self.max_message_bytes = max_message_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        room_id: str = scope["path_params"]["room_id"]
+        token = parse_qs(scope.get("query_string", b"").decode()).get("token", [None])[0]
+        if (await receive())["type"] != "websocket.connect":
+            return
+        # Accept first, then refuse with a close code: a browser cannot read the status of a
+        # refused handshake, but it can read a close code and reason.
+        await send({"type": "websocket.accept"})
+        try:
+            claims = self.signer.verify(token, room_id)
+            room = await self.registry.open(room_id)
+        except RoomError as e:
+            await _close(send, e, room_id, None)
+            return
+        peer = SocketPeer(claims.participant, send)
+        try:
+            for message in room.join(peer):
+                await peer.send(message)
+            await self._serve(room, peer, receive)
+        except RoomError as e:
+            await _close(send, e, room_id, peer.participant)
+        finally:
+            await room.leave(peer)
+            self.registry.release(room)
+
+    async def _serve(self, room: Room, peer: SocketPeer, receive: Receive) -> None:
+        limit = self.max_message_bytes
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data is None:
+                raise UnsupportedData("text frames are not part of the y-websocket protocol")
+            if len(data) > limit:
+                raise MessageTooLarge(f"message of {len(data)} bytes exceeds the {limit} limit")
+            await _handle(room, peer, data)
+
+
+async def _handle(room: Room, peer: SocketPeer, data: bytes) -> None:
+    msg_type, sync_type, payload = parse_message(data)
+    if msg_type == MessageType.SYNC:
+        if sync_type == SyncType.STEP1:
+            await peer.send(room.sync_reply(payload))
+        else:
+            kind = EntryKind.UPDATE if sync_type == SyncType.UPDATE else EntryKind.SYNC
+            await room.apply_update(payload, peer.participant, kind, peer)
+    elif msg_type == MessageType.AWARENESS:
+        await room.apply_awareness(peer, data, parse_awareness(payload))
+    else:  # query awareness
+        frame = room.awareness_frame()
+        if frame is not None:
+            await peer.send(frame)
+
+
+async def _close(send: Send, error: RoomError, room_id: str, who: Participant | None) -> None:
+    log.info(
+        "connection refused",
+        extra={
+            "room": room_id,
+            "participant": who.id if who else None,
+            "code": error.close_code,
+            "reason": error.reason,
+        },
+    )
+    try:
+        await send({"type": "websocket.close", "code": error.close_code, "reason": error.reason})
+    except Exception:  # already gone; nothing left to tell it
+        pass

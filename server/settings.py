@@ -1,0 +1,143 @@
+"""Settings: one frozen, typed object loaded from ``defaults.toml``, a file and the environment.
+
+``defaults.toml`` is the single place where settings are declared and documented; the
+``Settings`` fields mirror it, and loading fails loudly on a key that is unknown, missing or of
+the wrong type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CLARITYHIRE_"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str
+    port: int
+    public_url: str
+    data_dir: str
+    database_url: str
+    database_schema: str
+    admin_key: str
+    secret_key: str
+    token_ttl_seconds: int
+    max_token_ttl_seconds: int
+    max_message_bytes: int
+    log_commit_window_ms: int
+    snapshot_every_updates: int
+    snapshot_every_seconds: float
+    room_idle_seconds: float
+    log_level: str
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def defaults_text() -> str:
+    """The shipped ``defaults.toml``: inside the installed package, else the source tree."""
+    packaged = resources.files("server").joinpath("defaults.toml")
+    if packaged.is_file():
+        return packaged.read_text()
+    return (Path(__file__).parent.parent / "config" / "defaults.toml").read_text()
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Defaults, then ``config_file``, then ``CLARITYHIRE_*`` variables, then ``overrides``."""
+    values: dict[str, Any] = tomllib.loads(defaults_text())
+    types = {f.name: f.type for f in fields(Settings)}
+    if set(values) != set(types):
+        raise SettingsError(f"defaults.toml and Settings disagree: {set(values) ^ set(types)}")
+    if config_file is not None:
+        for key, value in tomllib.loads(config_file.read_text()).items():
+            values[key] = _check(key, value, types)
+    env = os.environ if environ is None else environ
+    for key in types:
+        raw = env.get(ENV_PREFIX + key.upper())
+        if raw is not None:
+            values[key] = _parse(key, raw, types[key])
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = _check(key, value, types)
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+_PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float)}
+
+
+def _check(key: str, value: Any, types: Mapping[str, Any]) -> Any:
+    if key not in types:
+        raise SettingsError(f"unknown setting {key!r}")
+    type_name = str(types[key])
+    if isinstance(value, bool) or not isinstance(value, _PYTHON_TYPES[type_name]):
+        raise SettingsError(f"setting {key!r} must be {type_name}, got {value!r}")
+    return float(value) if type_name == "float" else value
+
+
+def _parse(key: str, raw: str, type_name: Any) -> Any:
+    try:
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError as e:
+        raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be {type_name}, got {raw!r}") from e
+    return raw
+
+
+def _validate(s: Settings) -> None:
+    if not 0 <= s.log_commit_window_ms <= 50:
+        raise SettingsError("log_commit_window_ms must be between 0 and 50")
+    if s.max_message_bytes < 1024:
+        raise SettingsError("max_message_bytes must be at least 1024")
+    if s.snapshot_every_updates < 1 or s.snapshot_every_seconds <= 0:
+        raise SettingsError("snapshot intervals must be positive")
+    if s.log_level not in ("debug", "info", "warning", "error"):
+        raise SettingsError("log_level must be one of debug, info, warning, error")
+
+
+def resolve_secrets(settings: Settings) -> Settings:
+    """Fill an empty ``admin_key`` or ``secret_key`` from ``data_dir``, generating it once."""
+    changes = {}
+    for key in ("admin_key", "secret_key"):
+        if not getattr(settings, key):
+            changes[key] = _stored_secret(settings.data_path / key)
+    return settings.replace(**changes) if changes else settings
+
+
+def _stored_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
