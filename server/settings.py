@@ -96,7 +96,8 @@ def _check(key: str, value: Any, types: Mapping[str, Any]) -> Any:
     if key not in types:
         raise SettingsError(f"unknown setting {key!r}")
     type_name = str(types[key])
-    if isinstance(value, bool) or not isinstance(value, _PYTHON_TYPES[type_name]):
+    valid = not isinstance(value, bool) and isinstance(value, _PYTHON_TYPES[type_name])
+    if not valid:
         raise SettingsError(f"setting {key!r} must be {type_name}, got {value!r}")
     return float(value) if type_name == "float" else value
 
