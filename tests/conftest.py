@@ -62,9 +62,22 @@ class ServerProcess:
     def start(self) -> None:
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--data-dir", str(self.data_dir)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=log,
+                [
+                    sys.executable,
+                    "-m",
+                    "server.cli",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=log,
             )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -95,7 +108,9 @@ class ServerProcess:
 
     # -- API helpers ---------------------------------------------------------------------------
 
-    def api(self, method: str, path: str, json: Any = None, key: str | None = ADMIN_KEY) -> httpx.Response:
+    def api(
+        self, method: str, path: str, json: Any = None, key: str | None = ADMIN_KEY
+    ) -> httpx.Response:
         headers = {"authorization": f"Bearer {key}"} if key else {}
         return httpx.request(method, self.url + path, json=json, headers=headers, timeout=10)
 
@@ -104,14 +119,18 @@ class ServerProcess:
         assert response.status_code == 201, response.text
         return str(response.json()["id"])
 
-    def token(self, room_id: str, role: str = "candidate", name: str = "Ada", ttl: int = 3600) -> str:
+    def token(
+        self, room_id: str, role: str = "candidate", name: str = "Ada", ttl: int = 3600
+    ) -> str:
         response = self.api(
             "POST", f"/api/rooms/{room_id}/tokens", {"role": role, "name": name, "ttl_seconds": ttl}
         )
         assert response.status_code == 201, response.text
         return str(response.json()["token"])
 
-    def participant(self, room_id: str, role: str = "candidate", name: str = "Ada") -> tuple[str, str]:
+    def participant(
+        self, room_id: str, role: str = "candidate", name: str = "Ada"
+    ) -> tuple[str, str]:
         """(token, participant id)."""
         response = self.api("POST", f"/api/rooms/{room_id}/tokens", {"role": role, "name": name})
         assert response.status_code == 201, response.text
@@ -156,7 +175,9 @@ async def make_server(tmp_path: Path) -> AsyncIterator[Any]:
     def make(backend: str = "sqlite", **env: str) -> ServerProcess:
         data = tmp_path / f"server{len(servers)}"
         data.mkdir()
-        server = ServerProcess(data, backend, {"CLARITYHIRE_" + k.upper(): v for k, v in env.items()})
+        server = ServerProcess(
+            data, backend, {"CLARITYHIRE_" + k.upper(): v for k, v in env.items()}
+        )
         server.start()
         servers.append(server)
         return server

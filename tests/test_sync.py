@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 from conftest import ServerProcess, eventually
@@ -13,8 +14,10 @@ from rooms.types import EntryKind
 
 async def test_three_clients_converge_and_log_each_update(any_server: ServerProcess) -> None:
     room = any_server.create_room(files={"main.py": ""})
-    people = [any_server.participant(room, role, name) for role, name in
-              [("interviewer", "Ivy"), ("candidate", "Cal"), ("candidate", "Cat")]]
+    people = [
+        any_server.participant(room, role, name)
+        for role, name in [("interviewer", "Ivy"), ("candidate", "Cal"), ("candidate", "Cat")]
+    ]
     clients = [await YClient(any_server.ws_url(room, token)).connect() for token, _ in people]
     rng = random.Random(7)
     typed = {pid: 0 for _, pid in people}
@@ -28,8 +31,12 @@ async def test_three_clients_converge_and_log_each_update(any_server: ServerProc
             typed[pid] += 1
             await asyncio.sleep(rng.uniform(0.002, 0.02))
 
-    await asyncio.gather(*(typist(c, pid, "abc"[i]) for i, (c, (_, pid)) in
-                           enumerate(zip(clients, people, strict=True))))
+    await asyncio.gather(
+        *(
+            typist(c, pid, "abc"[i])
+            for i, (c, (_, pid)) in enumerate(zip(clients, people, strict=True))
+        )
+    )
     total = sum(typed.values())
     await eventually(lambda: all(len(c.text) == total for c in clients))
     texts = {c.text for c in clients}
@@ -51,7 +58,7 @@ async def test_three_clients_converge_and_log_each_update(any_server: ServerProc
     by_author = {pid: sum(1 for e in edits if e.author == pid) for _, pid in people}
     assert by_author == typed
     assert [e.seq for e in log] == list(range(1, len(log) + 1))
-    assert all(a.at_us <= b.at_us for a, b in zip(log, log[1:], strict=False))
+    assert all(a.at_us <= b.at_us for a, b in itertools.pairwise(log))
 
 
 async def test_awareness_is_relayed_and_removed_when_a_connection_drops(

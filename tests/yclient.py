@@ -49,13 +49,16 @@ class YClient:
         self.closed.clear()
         self.ws = await connect(self.url, max_size=None, compression=None)
         self._reader = asyncio.create_task(self._read(self.ws))
-        await self.ws.send(encode_sync(SyncType.STEP1, self.doc.get_state()))
+        try:
+            await self.ws.send(encode_sync(SyncType.STEP1, self.doc.get_state()))
+        except ConnectionClosed:
+            pass  # refused at once: close code and reason are read by _read
         if wait_synced:
             await asyncio.wait_for(self._synced_or_closed(), 10)
         return self
 
     async def _synced_or_closed(self) -> None:
-        done, pending = await asyncio.wait(
+        _done, pending = await asyncio.wait(
             [asyncio.ensure_future(self.synced.wait()), asyncio.ensure_future(self.closed.wait())],
             return_when=asyncio.FIRST_COMPLETED,
         )

@@ -1,0 +1,162 @@
+"""Each kind of bad input closes only the offending connection, with a specific code, and
+changes nothing in the room; the other clients stay connected and keep syncing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from conftest import ServerProcess, eventually
+from pycrdt import Doc, Map, Text
+from yclient import YClient
+
+from rooms.protocol import SyncType, encode_sync, write_var_uint
+from rooms.types import Role
+from server.tokens import TokenSigner
+
+
+def foreign_update() -> bytes:
+    """A valid update from a replica that knows nothing of the room."""
+    doc: Doc = Doc()
+    files = doc.get("files", type=Map)
+    files["main.py"] = Text("hijacked")
+    return doc.get_update()
+
+
+async def room_with_witness(server: ServerProcess) -> tuple[str, YClient]:
+    room = server.create_room(files={"main.py": "print('hello')\n"})
+    witness = await YClient(server.ws_url(room, server.token(room, "interviewer"))).connect()
+    return room, witness
+
+
+async def assert_room_intact(server: ServerProcess, room: str, witness: YClient) -> None:
+    """The room still holds its text, and the witness still edits and syncs."""
+    assert witness.text == "print('hello')\n"
+    assert witness.connected
+    late = await YClient(server.ws_url(room, server.token(room, "observer"))).connect()
+    assert late.text == "print('hello')\n"
+    await witness.type("# still here\n")
+    await eventually(lambda: late.text.endswith("# still here\n"))
+    await late.close()
+
+
+MESSAGES: dict[str, tuple[Callable[[], bytes | str], int, str]] = {
+    "truncated varint": (lambda: b"\x00\x02\x85", 4400, "truncated"),
+    "truncated payload": (lambda: b"\x00\x02\x10abc", 4400, "truncated"),
+    "empty frame": (lambda: b"", 4400, "truncated"),
+    "unknown message type": (lambda: b"\x07\x00", 4400, "unknown message type 7"),
+    "unknown sync type": (lambda: b"\x00\x05\x00", 4400, "unknown sync message type 5"),
+    "trailing bytes": (lambda: encode_sync(SyncType.UPDATE, b"\x00\x00") + b"xx", 4400, "trailing"),
+    "malformed awareness": (lambda: b"\x01\x05\x01\x01\x01\x01{", 4400, "awareness"),
+    "text frame": (lambda: "hello", 4415, "text frames"),
+    "update pycrdt rejects": (
+        lambda: encode_sync(SyncType.UPDATE, b"\x01\x02\x03garbage"),
+        4422,
+        "rejected by the CRDT",
+    ),
+    "malformed state vector": (lambda: encode_sync(SyncType.STEP1, b"\x05\x01"), 4400, "state"),
+}
+
+
+@pytest.mark.parametrize("case", list(MESSAGES))
+async def test_malformed_messages_close_with_a_specific_code(
+    server: ServerProcess, case: str
+) -> None:
+    make, code, reason = MESSAGES[case]
+    room, witness = await room_with_witness(server)
+    attacker = await YClient(server.ws_url(room, server.token(room, "candidate"))).connect()
+    await attacker.send_raw(make())
+    got_code, got_reason = await attacker.wait_closed()
+    assert got_code == code
+    assert reason in (got_reason or "")
+    await assert_room_intact(server, room, witness)
+
+
+async def test_oversized_update_is_refused(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server(max_message_bytes="4096")
+    room, witness = await room_with_witness(server)
+    attacker = await YClient(server.ws_url(room, server.token(room, "candidate"))).connect()
+    doc: Doc = Doc()
+    doc.get("files", type=Map)["big.py"] = Text("x" * 8000)
+    await attacker.send_raw(encode_sync(SyncType.UPDATE, doc.get_update()))
+    code, reason = await attacker.wait_closed()
+    assert code == 4413
+    assert "exceeds the 4096 limit" in (reason or "")
+    await assert_room_intact(server, room, witness)
+    log = await server.history(room)
+    assert all(b"big.py" not in e.update for e in log)
+
+
+@pytest.mark.parametrize("role", ["observer", "reviewer"])
+async def test_read_only_roles_cannot_change_the_document(server: ServerProcess, role: str) -> None:
+    room, witness = await room_with_witness(server)
+    reader = await YClient(server.ws_url(room, server.token(room, role))).connect()
+    # The stock provider's step 2 that adds nothing is accepted silently...
+    await reader.send_raw(encode_sync(SyncType.STEP2, reader.doc.get_update()))
+    # ...but a real edit is refused, as an update or hidden in a step 2.
+    await reader.type("evil()\n")
+    code, reason = await reader.wait_closed()
+    assert code == 4403
+    assert f"role {role} is read-only" in (reason or "")
+    sneaky = await YClient(server.ws_url(room, server.token(room, role))).connect()
+    await sneaky.send_raw(encode_sync(SyncType.STEP2, foreign_update()))
+    assert (await sneaky.wait_closed())[0] == 4403
+    await assert_room_intact(server, room, witness)
+    log = await server.history(room)
+    assert all(b"evil" not in e.update and b"hijacked" not in e.update for e in log)
+
+
+def _tampered(token: str) -> str:
+    body, _, signature = token.partition(".")
+    return body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature
+
+
+TOKENS: dict[str, tuple[Callable[[ServerProcess, str, str], str | None], int, str]] = {
+    "missing": (lambda s, room, other: None, 4401, "missing token"),
+    "tampered": (lambda s, room, other: _tampered(s.token(room)), 4401, "invalid token"),
+    "forged with another secret": (
+        lambda s, room, other: TokenSigner("not-the-secret").mint(room, *_ROLE)[0],
+        4401,
+        "invalid token",
+    ),
+    "expired": (lambda s, room, other: _expired(s, room), 4401, "token expired"),
+    "other room": (lambda s, room, other: s.token(other), 4403, "another room"),
+}
+_ROLE = (Role.INTERVIEWER, "Mallory", 3600)
+
+
+def _expired(server: ServerProcess, room: str) -> str:
+    token = server.token(room, ttl=1)
+    time.sleep(1.1)
+    return token
+
+
+@pytest.mark.parametrize("case", list(TOKENS))
+async def test_bad_tokens_are_refused(server: ServerProcess, case: str) -> None:
+    make, code, reason = TOKENS[case]
+    room, witness = await room_with_witness(server)
+    other = server.create_room()
+    client = YClient(server.ws_url(room, make(server, room, other)))
+    await client.connect(wait_synced=False)
+    got_code, got_reason = await client.wait_closed()
+    assert (got_code, reason in (got_reason or "")) == (code, True)
+    assert client.text == ""  # nothing of the room was sent before the refusal
+    await assert_room_intact(server, room, witness)
+
+
+async def test_unknown_room_is_refused(server: ServerProcess) -> None:
+    room = server.create_room()
+    token = server.token(room)
+    client = YClient(server.ws_url("no-such-room", token))
+    await client.connect(wait_synced=False)
+    code, _ = await client.wait_closed()
+    assert code == 4403  # the token names another room; it never reveals whether one exists
+
+
+async def test_a_frame_with_only_a_length_prefix_is_refused(server: ServerProcess) -> None:
+    room, witness = await room_with_witness(server)
+    attacker = await YClient(server.ws_url(room, server.token(room))).connect()
+    await attacker.send_raw(b"\x00\x02" + write_var_uint(2**40))
+    assert (await attacker.wait_closed())[0] == 4400
+    await assert_room_intact(server, room, witness)
