@@ -204,8 +204,16 @@ class ClarityHire(Server):
         self.admin_key = secrets.token_urlsafe(24)
 
     def command(self) -> tuple[list[str], dict[str, str], Path]:
-        argv = [str(self.config.clarityhire_bin), "serve", "--host", HOST,
-                "--port", str(self.port), "--data-dir", str(self.workdir / "data")]
+        argv = [
+            str(self.config.clarityhire_bin),
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.workdir / "data"),
+        ]
         return argv, {"CLARITYHIRE_ADMIN_KEY": self.admin_key}, self.workdir
 
     def ready(self) -> bool:
@@ -220,16 +228,22 @@ class ClarityHire(Server):
     def _new_room_url(self) -> str:
         body = {"kind": "live", "language": "python", "files": {"main.py": ""}}
         room_id = self._request("POST", "/api/rooms", body)["id"]
-        token = self._request("POST", f"/api/rooms/{room_id}/tokens",
-                              {"role": "candidate", "name": "bench"})["token"]
+        token = self._request(
+            "POST", f"/api/rooms/{room_id}/tokens", {"role": "candidate", "name": "bench"}
+        )["token"]
         return f"ws://{HOST}:{self.port}/rooms/{room_id}/doc?token={token}"
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
-            f"http://{HOST}:{self.port}{path}", data=data, method=method,
-            headers={"Authorization": f"Bearer {self.admin_key}",
-                     "Content-Type": "application/json"})
+            f"http://{HOST}:{self.port}{path}",
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.admin_key}",
+                "Content-Type": "application/json",
+            },
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -277,12 +291,23 @@ class Scenario:
 def yload_args(config: BenchConfig, scenario: Scenario) -> list[str]:
     """The scenario-specific part of the yload command line."""
     if scenario.kind == "join_storm":
-        return ["--join-storm", "--history", str(config.history),
-                "--joiners", str(config.joiners)]
-    return ["--rooms", str(scenario.rooms), "--clients", str(config.clients),
-            "--rate", str(config.rate), "--seconds", str(config.seconds),
-            "--warmup", str(config.warmup), "--drain", str(config.drain),
-            "--procs", str(config.procs)]
+        return ["--join-storm", "--history", str(config.history), "--joiners", str(config.joiners)]
+    return [
+        "--rooms",
+        str(scenario.rooms),
+        "--clients",
+        str(config.clients),
+        "--rate",
+        str(config.rate),
+        "--seconds",
+        str(config.seconds),
+        "--warmup",
+        str(config.warmup),
+        "--drain",
+        str(config.drain),
+        "--procs",
+        str(config.procs),
+    ]
 
 
 def run_yload(config: BenchConfig, server: Server, scenario: Scenario) -> dict[str, Any]:
@@ -291,10 +316,22 @@ def run_yload(config: BenchConfig, server: Server, scenario: Scenario) -> dict[s
     urls_file = server.workdir / "urls.txt"
     urls_file.write_text("\n".join(urls) + "\n")
     json_out = server.workdir / "yload.jsonl"
-    argv = [str(config.harness_python), str(config.yload), "--urls-file", str(urls_file),
-            "--server-pid", str(server.pid), "--json-out", str(json_out),
-            "--label", f"{server.name} {scenario.label}", *yload_args(config, scenario)]
-    if server.text_in_map:
+    argv = [
+        str(config.harness_python),
+        str(config.yload),
+        "--urls-file",
+        str(urls_file),
+        "--server-pid",
+        str(server.pid),
+        "--json-out",
+        str(json_out),
+        "--label",
+        f"{server.name} {scenario.label}",
+        *yload_args(config, scenario),
+    ]
+    # yload's join storm cannot verify deferred sync replies with --text-in-map (its check reads
+    # the text before resolving it), so the storm types into the root Y.Text "source" everywhere.
+    if server.text_in_map and scenario.kind == "load":
         argv += ["--text-in-map", server.text_in_map]
     timeout = 300 + config.warmup + config.seconds + config.drain
     print(f"$ {shlex.join(argv)}", flush=True)
@@ -323,16 +360,23 @@ def load_row(name: str, config: BenchConfig, res: dict[str, Any]) -> Row:
     delivery, latency, srv = res["delivery"], res["latency_ms"], res.get("server", {})
     cpu = srv.get("cpu_s_window")
     return Row(
-        server=name, scenario="load", rooms=res["params"]["rooms"],
-        clients_per_room=config.clients, rate=config.rate,
+        server=name,
+        scenario="load",
+        rooms=res["params"]["rooms"],
+        clients_per_room=config.clients,
+        rate=config.rate,
         updates_per_s=delivery["delivered_per_s"],
-        p50_ms=latency.get("p50"), p99_ms=latency.get("p99"),
-        server_cpu_s=cpu, cpu_us_per_delivered=ratio_us(cpu, delivery["delivered"]),
+        p50_ms=latency.get("p50"),
+        p99_ms=latency.get("p99"),
+        server_cpu_s=cpu,
+        cpu_us_per_delivered=ratio_us(cpu, delivery["delivered"]),
         peak_rss_mb=srv.get("vm_hwm_mb"),
-        sent_per_s=delivery["sent_per_s"], undelivered=delivery["undelivered"],
+        sent_per_s=delivery["sent_per_s"],
+        undelivered=delivery["undelivered"],
         server_cpu_util=srv.get("cpu_util_window"),
         client_cpu_util=res["client"]["cpu_util_per_proc"],
-        machine_busy=res["machine"].get("busy_frac_window"), flags=res["flags"],
+        machine_busy=res["machine"].get("busy_frac_window"),
+        flags=res["flags"],
     )
 
 
@@ -341,23 +385,42 @@ def storm_row(name: str, config: BenchConfig, res: dict[str, Any]) -> Row:
     storm, srv = res["storm"], res.get("server", {})
     synced = storm["time_to_synced_ms"]
     return Row(
-        server=name, scenario="join_storm", rooms=1, clients_per_room=config.joiners,
-        rate=None, updates_per_s=None, p50_ms=synced.get("p50"), p99_ms=synced.get("p99"),
-        server_cpu_s=srv.get("cpu_s_storm"), cpu_us_per_delivered=None,
-        peak_rss_mb=srv.get("vm_hwm_mb"), join_p50_ms=synced.get("p50"),
-        join_max_ms=synced.get("max"), history=config.history,
-        machine_busy=res["machine"].get("busy_frac_storm"), flags=res["flags"],
+        server=name,
+        scenario="join_storm",
+        rooms=1,
+        clients_per_room=config.joiners,
+        rate=None,
+        updates_per_s=None,
+        p50_ms=synced.get("p50"),
+        p99_ms=synced.get("p99"),
+        server_cpu_s=srv.get("cpu_s_storm"),
+        cpu_us_per_delivered=None,
+        peak_rss_mb=srv.get("vm_hwm_mb"),
+        join_p50_ms=synced.get("p50"),
+        join_max_ms=synced.get("max"),
+        history=config.history,
+        machine_busy=res["machine"].get("busy_frac_storm"),
+        flags=res["flags"],
     )
 
 
 def failed_row(name: str, config: BenchConfig, scenario: Scenario, error: str) -> Row:
     storm = scenario.kind == "join_storm"
     return Row(
-        server=name, scenario=scenario.kind, rooms=scenario.rooms,
+        server=name,
+        scenario=scenario.kind,
+        rooms=scenario.rooms,
         clients_per_room=config.joiners if storm else config.clients,
-        rate=None if storm else config.rate, updates_per_s=None, p50_ms=None, p99_ms=None,
-        server_cpu_s=None, cpu_us_per_delivered=None, peak_rss_mb=None,
-        history=config.history if storm else None, flags=["FAILED"], error=error,
+        rate=None if storm else config.rate,
+        updates_per_s=None,
+        p50_ms=None,
+        p99_ms=None,
+        server_cpu_s=None,
+        cpu_us_per_delivered=None,
+        peak_rss_mb=None,
+        history=config.history if storm else None,
+        flags=["FAILED"],
+        error=error,
     )
 
 
@@ -402,8 +465,11 @@ def scenarios(config: BenchConfig) -> list[Scenario]:
 
 def run_all(config: BenchConfig) -> list[Row]:
     """Every scenario against every server, servers alternating within a scenario."""
-    return [run_scenario(config, name, scenario)
-            for scenario in scenarios(config) for name in config.servers]
+    return [
+        run_scenario(config, name, scenario)
+        for scenario in scenarios(config)
+        for name in config.servers
+    ]
 
 
 def ensure_anchors(config: BenchConfig) -> None:
@@ -421,11 +487,17 @@ def ensure_anchors(config: BenchConfig) -> None:
 # ------------------------------------------------------------------------------- reporting
 
 COLUMNS = (
-    ("server", "server", "{}"), ("scenario", "scenario", "{}"), ("rooms", "rooms", "{}"),
-    ("clients", "clients_per_room", "{}"), ("upd/s", "updates_per_s", "{:.0f}"),
-    ("p50 ms", "p50_ms", "{:.2f}"), ("p99 ms", "p99_ms", "{:.1f}"),
-    ("cpu s", "server_cpu_s", "{:.2f}"), ("us/deliv", "cpu_us_per_delivered", "{:.0f}"),
-    ("RSS MB", "peak_rss_mb", "{:.0f}"), ("join p50", "join_p50_ms", "{:.0f}"),
+    ("server", "server", "{}"),
+    ("scenario", "scenario", "{}"),
+    ("rooms", "rooms", "{}"),
+    ("clients", "clients_per_room", "{}"),
+    ("upd/s", "updates_per_s", "{:.0f}"),
+    ("p50 ms", "p50_ms", "{:.2f}"),
+    ("p99 ms", "p99_ms", "{:.1f}"),
+    ("cpu s", "server_cpu_s", "{:.2f}"),
+    ("us/deliv", "cpu_us_per_delivered", "{:.0f}"),
+    ("RSS MB", "peak_rss_mb", "{:.0f}"),
+    ("join p50", "join_p50_ms", "{:.0f}"),
     ("join max", "join_max_ms", "{:.0f}"),
 )
 
@@ -438,8 +510,10 @@ def cell(row: Row, key: str, fmt: str) -> str:
 def table(rows: list[Row]) -> str:
     """A Markdown table of the rows (flags in the last column)."""
     head = [title for title, _, _ in COLUMNS] + ["flags"]
-    body = [[cell(row, key, fmt) for _, key, fmt in COLUMNS] + [", ".join(row.flags) or "-"]
-            for row in rows]
+    body = [
+        [cell(row, key, fmt) for _, key, fmt in COLUMNS] + [", ".join(row.flags) or "-"]
+        for row in rows
+    ]
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
 
     def fmt_line(cells: list[str]) -> str:
@@ -469,14 +543,33 @@ def name_list(text: str) -> tuple[str, ...]:
     return names
 
 
-def parse_args(argv: list[str] | None) -> BenchConfig:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--servers", type=name_list, default=("clarityhire", "pycrdt"),
-                    help=f"comma-separated, from {', '.join(SERVER_NAMES)}")
+QUICK_DEFAULTS: dict[str, Any] = {
+    "rooms": (10,),
+    "seconds": 3.0,
+    "warmup": 1.0,
+    "drain": 2.0,
+    "history": 2000,
+    "joiners": 10,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    ap.add_argument(
+        "--servers",
+        type=name_list,
+        default=("clarityhire", "pycrdt"),
+        help=f"comma-separated, from {', '.join(SERVER_NAMES)}",
+    )
     ap.add_argument("--with-node", action="store_true", help="also run Node y-websocket")
-    ap.add_argument("--rooms", type=int_list, default=(200,),
-                    help="comma-separated room counts, one load run each (e.g. 50,200,400)")
+    ap.add_argument(
+        "--rooms",
+        type=int_list,
+        default=(200,),
+        help="comma-separated room counts, one load run each (e.g. 50,200,400)",
+    )
     ap.add_argument("--clients", type=int, default=3, help="clients per room (one typist)")
     ap.add_argument("--rate", type=float, default=10.0, help="typist updates/s per room")
     ap.add_argument("--seconds", type=float, default=20.0, help="measurement window")
@@ -486,24 +579,52 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     ap.add_argument("--skip-join-storm", action="store_true")
     ap.add_argument("--history", type=int, default=20000, help="join storm: prior updates")
     ap.add_argument("--joiners", type=int, default=50, help="join storm: clients joining")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 10 rooms, 3 s (+1 s warmup), storm 2000/10")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run; changes the defaults to 10 rooms, 3 s (+1 s warmup), storm 2000/10",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/sync.json")
-    ap.add_argument("--raw-out", type=Path, default=None,
-                    help="also append yload's full JSON results here (JSON lines)")
-    ap.add_argument("--shared-bench", type=Path, default=SHARED_BENCH,
-                    help="folder holding yload.py and setup_anchors.sh")
+    ap.add_argument(
+        "--raw-out",
+        type=Path,
+        default=None,
+        help="also append yload's full JSON results here (JSON lines)",
+    )
+    ap.add_argument(
+        "--shared-bench",
+        type=Path,
+        default=SHARED_BENCH,
+        help="folder holding yload.py and setup_anchors.sh",
+    )
     ap.add_argument("--harness-python", type=Path, default=ANCHORS / "harness-venv/bin/python")
     ap.add_argument("--clarityhire-bin", type=Path, default=REPO / ".venv/bin/clarityhire")
+    return ap
+
+
+def parse_args(argv: list[str] | None) -> BenchConfig:
+    """The run's configuration; ``--quick`` lowers the defaults, explicit options still win."""
+    ap = build_parser()
+    if ap.parse_known_args(argv)[0].quick:
+        ap.set_defaults(**QUICK_DEFAULTS)
     a = ap.parse_args(argv)
-    if a.quick:
-        a.rooms, a.seconds, a.warmup, a.drain, a.history, a.joiners = (10,), 3.0, 1.0, 2.0, 2000, 10
     servers = a.servers + (("node",) if a.with_node and "node" not in a.servers else ())
     return BenchConfig(
-        servers=servers, rooms=a.rooms, clients=a.clients, rate=a.rate, seconds=a.seconds,
-        warmup=a.warmup, drain=a.drain, procs=a.procs, join_storm=not a.skip_join_storm,
-        history=a.history, joiners=a.joiners, out=a.out, raw_out=a.raw_out,
-        yload=a.shared_bench / "yload.py", harness_python=a.harness_python,
+        servers=servers,
+        rooms=a.rooms,
+        clients=a.clients,
+        rate=a.rate,
+        seconds=a.seconds,
+        warmup=a.warmup,
+        drain=a.drain,
+        procs=a.procs,
+        join_storm=not a.skip_join_storm,
+        history=a.history,
+        joiners=a.joiners,
+        out=a.out,
+        raw_out=a.raw_out,
+        yload=a.shared_bench / "yload.py",
+        harness_python=a.harness_python,
         clarityhire_bin=a.clarityhire_bin,
     )
 
