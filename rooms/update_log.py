@@ -28,13 +28,13 @@ class UpdateLog:
         self._waiters: list[asyncio.Future[None]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._in_flight = False
+        self._in_flight = 0  # entries and snapshots in the transaction being committed
         self.last_error: str | None = None
 
     @property
     def backlog(self) -> int:
-        """Entries accepted but not yet committed."""
-        return len(self._entries)
+        """Entries and snapshots accepted but not yet committed."""
+        return len(self._entries) + len(self._snapshots) + self._in_flight
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="update-log-writer")
@@ -77,9 +77,9 @@ class UpdateLog:
             entries, self._entries = self._entries, []
             snapshots, self._snapshots = self._snapshots, []
             waiters, self._waiters = self._waiters, []
-            self._in_flight = True
+            self._in_flight = len(entries) + len(snapshots)
             await self._commit(entries, snapshots)
-            self._in_flight = False
+            self._in_flight = 0
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
