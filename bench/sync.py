@@ -39,6 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_BENCH = REPO.parent / "shared" / "bench"
 ANCHORS = Path("/tmp/anchors")
 HOST = "127.0.0.1"
+RESULTS = REPO / "bench/results/sync.json"
+HARNESS_PYTHON = ANCHORS / "harness-venv/bin/python"
+CLARITYHIRE_BIN = REPO / ".venv/bin/clarityhire"
 SERVER_NAMES = ("clarityhire", "pycrdt", "node")
 
 
@@ -544,7 +547,7 @@ def name_list(text: str) -> tuple[str, ...]:
 
 
 QUICK_DEFAULTS: dict[str, Any] = {
-    "rooms": (10,),
+    "rooms": "10",
     "seconds": 3.0,
     "warmup": 1.0,
     "drain": 2.0,
@@ -560,23 +563,23 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--servers",
         type=name_list,
-        default=("clarityhire", "pycrdt"),
+        default="clarityhire,pycrdt",
         help=f"comma-separated, from {', '.join(SERVER_NAMES)}",
     )
     ap.add_argument("--with-node", action="store_true", help="also run Node y-websocket")
     ap.add_argument(
         "--rooms",
         type=int_list,
-        default=(200,),
+        default="200",
         help="comma-separated room counts, one load run each (e.g. 50,200,400)",
     )
     ap.add_argument("--clients", type=int, default=3, help="clients per room (one typist)")
     ap.add_argument("--rate", type=float, default=10.0, help="typist updates/s per room")
     ap.add_argument("--seconds", type=float, default=20.0, help="measurement window")
-    ap.add_argument("--warmup", type=float, default=5.0)
-    ap.add_argument("--drain", type=float, default=3.0)
+    ap.add_argument("--warmup", type=float, default=5.0, help="seconds before the window")
+    ap.add_argument("--drain", type=float, default=3.0, help="seconds after the window")
     ap.add_argument("--procs", type=int, default=2, help="yload client processes")
-    ap.add_argument("--skip-join-storm", action="store_true")
+    ap.add_argument("--skip-join-storm", action="store_true", help="only the load runs")
     ap.add_argument("--history", type=int, default=20000, help="join storm: prior updates")
     ap.add_argument("--joiners", type=int, default=50, help="join storm: clients joining")
     ap.add_argument(
@@ -584,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="smoke run; changes the defaults to 10 rooms, 3 s (+1 s warmup), storm 2000/10",
     )
-    ap.add_argument("--out", type=Path, default=REPO / "bench/results/sync.json")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="rows as JSON")
     ap.add_argument(
         "--raw-out",
         type=Path,
@@ -597,8 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=SHARED_BENCH,
         help="folder holding yload.py and setup_anchors.sh",
     )
-    ap.add_argument("--harness-python", type=Path, default=ANCHORS / "harness-venv/bin/python")
-    ap.add_argument("--clarityhire-bin", type=Path, default=REPO / ".venv/bin/clarityhire")
+    ap.add_argument(
+        "--harness-python", type=Path, default=HARNESS_PYTHON, help="python that runs yload"
+    )
+    ap.add_argument(
+        "--clarityhire-bin", type=Path, default=CLARITYHIRE_BIN, help="our server's command"
+    )
     return ap
 
 

@@ -70,7 +70,7 @@ async def test_rooms_do_not_see_each_other(store: SqlStore) -> None:
 
 async def test_a_sequence_number_is_never_written_twice(store: SqlStore) -> None:
     await store.create_room(info(), [entry(1)])
-    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         await store.append([entry(1)], [])
     assert len(await store.history("r1")) == 1
 
