@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, LargeBinary, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -26,6 +26,9 @@ updates = Table(
     Column("author", String(64), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("data", LargeBinary, nullable=False),
+    # One B-tree keyed by (room, seq) instead of a rowid table plus an index: half the pages
+    # written per commit.
+    sqlite_with_rowid=False,
 )
 
 snapshots = Table(
@@ -35,6 +38,5 @@ snapshots = Table(
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("at_us", BigInteger, nullable=False),
     Column("state", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
 )
-
-Index("ix_updates_room_at", updates.c.room_id, updates.c.at_us)

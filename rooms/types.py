@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Role(StrEnum):
@@ -66,9 +66,12 @@ class RoomInfo:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One accepted update: the unit of the recording."""
+class LogEntry(NamedTuple):
+    """One accepted update: the unit of the recording.
+
+    A named tuple, not a dataclass: one is made per keystroke, and its fields are in the
+    column order of the ``updates`` table so a batch goes to the driver as it is.
+    """
 
     room_id: str
     seq: int

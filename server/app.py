@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 
 from rooms.registry import RoomPolicy, RoomRegistry
 from rooms.room import SnapshotPolicy
@@ -60,7 +60,7 @@ def build_services(settings: Settings) -> Services:
     return Services(settings, store, update_log, registry, TokenSigner(settings.secret_key))
 
 
-def create_app(settings: Settings, demo: bool = False) -> Starlette:
+def create_app(settings: Settings, demo: bool = False) -> DocSocketFirst:
     """Build the app; with ``demo`` a demo room is created at start-up and its links printed."""
     services = build_services(settings)
     settings = services.settings
@@ -82,14 +82,31 @@ def create_app(settings: Settings, demo: bool = False) -> Starlette:
     api = RoomApi(settings, services.registry, services.signer, services.store, services.update_log)
     pages = Pages(settings, services.registry, services.signer)
     doc_socket = DocSocket(services.registry, services.signer, settings.max_message_bytes)
-    routes = [
-        *api.routes(),
-        *pages.routes(),
-        WebSocketRoute("/rooms/{room_id}/doc", doc_socket),
-    ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=[*api.routes(), *pages.routes()], lifespan=lifespan)
     app.state.services = services
-    return app
+    return DocSocketFirst(app, doc_socket)
+
+
+class DocSocketFirst:
+    """Send ``/rooms/{id}/doc`` WebSockets straight to the document endpoint.
+
+    It is the hot path: every keystroke passes through it, and Starlette's router and
+    exception middleware would wrap each ``send`` of every fan-out in two more coroutines.
+    Everything else goes to the Starlette app.
+    """
+
+    def __init__(self, app: Starlette, doc_socket: DocSocket) -> None:
+        self.app = app
+        self.doc_socket = doc_socket
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            parts = scope["path"].split("/")
+            if len(parts) == 4 and parts[1] == "rooms" and parts[3] == "doc" and parts[2]:
+                await self.doc_socket(parts[2], scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _announce_demo_room(services: Services) -> None:

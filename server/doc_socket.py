@@ -42,8 +42,7 @@ class DocSocket:
         self.signer = signer
         self.max_message_bytes = max_message_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        room_id: str = scope["path_params"]["room_id"]
+    async def __call__(self, room_id: str, scope: Scope, receive: Receive, send: Send) -> None:
         token = parse_qs(scope.get("query_string", b"").decode()).get("token", [None])[0]
         if (await receive())["type"] != "websocket.connect":
             return

@@ -34,19 +34,19 @@ def upgrade() -> None:
         sa.Column("author", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_updates_room_at", "updates", ["room_id", "at_us"])
     op.create_table(
         "snapshots",
         sa.Column("room_id", sa.String(64), primary_key=True),
         sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("at_us", sa.BigInteger, nullable=False),
         sa.Column("state", sa.LargeBinary, nullable=False),
+        sqlite_with_rowid=False,
     )
 
 
 def downgrade() -> None:
     op.drop_table("snapshots")
-    op.drop_index("ix_updates_room_at", table_name="updates")
     op.drop_table("updates")
     op.drop_table("rooms")
