@@ -37,10 +37,6 @@ def files_of(doc: RoomDoc) -> dict[str, str]:
     return {name: str(text) for name, text in files.items()}
 
 
-def meta_of(doc: RoomDoc) -> dict[str, object]:
-    return dict(doc.get("meta", type=Map).items())
-
-
 def load_doc(updates: list[bytes]) -> RoomDoc:
     doc = new_doc()
     for update in updates:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, delete, event, func, insert, select, text
+from sqlalchemy import Connection, event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rooms import tables
@@ -143,19 +143,6 @@ class SqlStore:
         """Every update of a room, in order."""
         async with self.engine.connect() as conn:
             return await self._entries(conn, room_id, 0)
-
-    async def last_seq(self, room_id: str) -> int:
-        async with self.engine.connect() as conn:
-            value = await conn.scalar(
-                select(func.max(tables.updates.c.seq)).where(tables.updates.c.room_id == room_id)
-            )
-        return int(value or 0)
-
-    async def delete_room(self, room_id: str) -> None:
-        async with self.engine.begin() as conn:
-            for table in (tables.updates, tables.snapshots):
-                await conn.execute(delete(table).where(table.c.room_id == room_id))
-            await conn.execute(delete(tables.rooms).where(tables.rooms.c.id == room_id))
 
     @staticmethod
     async def _entries(conn: Any, room_id: str, after_seq: int) -> list[LogEntry]:
