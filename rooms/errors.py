@@ -74,3 +74,23 @@ class BadRequest(RoomError):
 class StoreUnavailable(RoomError):
     close_code = 4503
     status = 503
+
+
+class Conflict(RoomError):
+    """An action that the room's current state does not allow (ending an ended round)."""
+
+    close_code = 4409
+    status = 409
+
+
+class DocumentFrozen(RoomError):
+    """A candidate's edit after the round ended. Not a reason to close the connection: the
+    update is dropped and the client told, so a provider does not reconnect in a loop."""
+
+    close_code = 4423
+    status = 423
+
+
+class RateLimited(RoomError):
+    close_code = 4429
+    status = 429

@@ -5,6 +5,7 @@ Messages are ``varUint type`` followed by a payload:
 * ``0`` sync: ``varUint subtype`` (0 step 1, 1 step 2, 2 update) then a ``varUint8Array``;
 * ``1`` awareness: a ``varUint8Array`` holding ``varUint count`` then, per client,
   ``varUint client_id, varUint clock, varString state_json``;
+* ``2`` auth (server to client): ``varUint 0`` (permission denied) then a ``varString`` reason;
 * ``3`` query awareness: no payload.
 
 Decoding never trusts a length: a truncated or over-long message raises ``ProtocolError``.
@@ -97,6 +98,9 @@ def parse_message(data: bytes) -> tuple[int, int, bytes]:
         payload, pos = _read_bytes(data, pos)
     elif msg_type == MessageType.QUERY_AWARENESS:
         return msg_type, -1, b""
+    elif msg_type == MessageType.AUTH:
+        sync_type, pos = _read_var_uint(data, pos)  # 0: permission denied
+        payload, pos = _read_bytes(data, pos)  # the reason, UTF-8
     else:
         raise ProtocolError(f"unknown message type {msg_type}")
     if pos != len(data):
@@ -126,6 +130,12 @@ def parse_awareness(payload: bytes) -> list[AwarenessEntry]:
 
 def encode_sync(sync_type: SyncType, payload: bytes) -> bytes:
     return b"\x00" + write_var_uint(sync_type) + write_var_uint(len(payload)) + payload
+
+
+def encode_permission_denied(reason: str) -> bytes:
+    """The y-protocols auth message a provider reports as "permission denied"."""
+    text = reason.encode()
+    return b"\x02\x00" + write_var_uint(len(text)) + text
 
 
 def encode_awareness(entries: list[AwarenessEntry]) -> bytes:

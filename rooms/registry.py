@@ -6,15 +6,26 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Literal
+
+from pycrdt import Doc
 
 from rooms.document import DEFAULT_FILES, initial_update, load_doc, new_doc, seeded_marker_update
 from rooms.errors import BadRequest, RoomNotFound
 from rooms.room import Room, SnapshotPolicy, now_us
 from rooms.store import Store
-from rooms.types import SYSTEM_AUTHOR, EntryKind, LogEntry, RoomInfo, RoomKind
+from rooms.types import SYSTEM_AUTHOR, EntryKind, LogEntry, RoomInfo, RoomKind, RoundState
 from rooms.update_log import UpdateLog
 
 log = logging.getLogger("clarityhire.rooms")
+
+DocName = Literal["main", "notes"]
+
+
+def doc_key(room_id: str, doc: DocName) -> str:
+    """Where a document's updates are logged: the room's own document under its id, the
+    interviewers' private notes under ``<id>:notes``."""
+    return room_id if doc == "main" else f"{room_id}:{doc}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +64,7 @@ class RoomRegistry:
         language: str,
         files: dict[str, str] | None = None,
         seed_from: str | None = None,
+        time_limit_s: int | None = None,
     ) -> RoomInfo:
         """Create a room from files, or from another room's whole history."""
         if files is not None and seed_from is not None:
@@ -64,6 +76,7 @@ class RoomRegistry:
             created_us=now_us(),
             seeded_from=seed_from,
             epoch=secrets.token_hex(8),
+            time_limit_s=time_limit_s,
         )
         if seed_from is not None:
             seed = await self._copied_history(info, seed_from)
@@ -76,6 +89,7 @@ class RoomRegistry:
         return info
 
     async def info(self, room_id: str) -> RoomInfo:
+        """A room's record; raises ``RoomNotFound``."""
         room = self._live.get(room_id)
         if room is not None:
             return room.info
@@ -84,32 +98,33 @@ class RoomRegistry:
             raise RoomNotFound(f"no room {room_id!r}")
         return info
 
-    async def open(self, room_id: str) -> Room:
-        """The live room, loaded if needed; cancels a pending idle eviction."""
-        eviction = self._evictions.get(room_id)
+    async def open(self, room_id: str, doc: DocName = "main") -> Room:
+        """The live document of a room, loaded if needed; cancels a pending idle eviction."""
+        key = doc_key(room_id, doc)
+        eviction = self._evictions.get(key)
         if eviction is not None:
-            if room_id in self._flushing:
+            if key in self._flushing:
                 await asyncio.shield(eviction)  # then load the room afresh
             else:
                 eviction.cancel()
-                del self._evictions[room_id]
-        room = self._live.get(room_id)
+                del self._evictions[key]
+        room = self._live.get(key)
         if room is not None:
             return room
-        loading = self._loading.get(room_id)
+        loading = self._loading.get(key)
         if loading is None:
-            loading = asyncio.create_task(self._load(room_id))
-            self._loading[room_id] = loading
-            loading.add_done_callback(lambda _t: self._loading.pop(room_id, None))
+            loading = asyncio.create_task(self._load(room_id, key))
+            self._loading[key] = loading
+            loading.add_done_callback(lambda _t: self._loading.pop(key, None))
         return await asyncio.shield(loading)
 
     def release(self, room: Room) -> None:
         """Called when a peer left: schedule eviction once the room is empty."""
-        if room.peers or room.id in self._evictions:
+        if room.peers or room.key in self._evictions:
             return
         task = asyncio.create_task(self._evict_when_idle(room))
-        self._evictions[room.id] = task
-        task.add_done_callback(lambda t: self._forget_eviction(room.id, t))
+        self._evictions[room.key] = task
+        task.add_done_callback(lambda t: self._forget_eviction(room.key, t))
 
     async def close(self) -> None:
         """Snapshot every live room and wait until the log holds everything."""
@@ -122,17 +137,19 @@ class RoomRegistry:
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _load(self, room_id: str) -> Room:
+    async def _load(self, room_id: str, key: str) -> Room:
         info = await self.info(room_id)
-        history = await self.store.load(room_id)
-        doc = new_doc()
+        history = await self.store.load(key)
+        doc = new_doc() if key == room_id else Doc()
         if history.snapshot is not None:
             doc.apply_update(history.snapshot.state)
         for entry in history.tail:
             doc.apply_update(entry.update)
-        room = Room(info, doc, history.last_seq, self.log, self.policy.snapshots)
-        self._live[room_id] = room
-        log.info("room loaded", extra={"room": room_id, "seq": room.seq})
+        snapshot_seq = history.snapshot.seq if history.snapshot else 0
+        room = Room(info, key, doc, history.last_seq, snapshot_seq, self.log, self.policy.snapshots)
+        room.frozen = (await self.store.get_round(room_id)).state == RoundState.ENDED
+        self._live[key] = room
+        log.info("room loaded", extra={"room": room_id, "doc": key, "seq": room.seq})
         return room
 
     async def _evict_when_idle(self, room: Room) -> None:
@@ -140,15 +157,15 @@ class RoomRegistry:
         if room.peers:
             return
         # From here on the eviction cannot be cancelled: an open() waits for it and reloads.
-        self._flushing.add(room.id)
+        self._flushing.add(room.key)
         try:
             room.take_snapshot()
             await self.log.flush()
-            if self._live.get(room.id) is room:
-                del self._live[room.id]
-                log.info("room evicted", extra={"room": room.id, "seq": room.seq})
+            if self._live.get(room.key) is room:
+                del self._live[room.key]
+                log.info("room evicted", extra={"room": room.id, "doc": room.key})
         finally:
-            self._flushing.discard(room.id)
+            self._flushing.discard(room.key)
 
     def _forget_eviction(self, room_id: str, task: asyncio.Task[None]) -> None:
         if self._evictions.get(room_id) is task:

@@ -15,9 +15,9 @@ from typing import Protocol
 from pycrdt import TransactionEvent, merge_updates
 
 from rooms.document import RoomDoc, new_doc
-from rooms.errors import Forbidden, InvalidUpdate, ProtocolError
+from rooms.errors import DocumentFrozen, Forbidden, InvalidUpdate, ProtocolError
 from rooms.protocol import AwarenessEntry, SyncType, encode_awareness, encode_sync
-from rooms.types import EntryKind, LogEntry, Participant, RoomInfo, Snapshot
+from rooms.types import EntryKind, LogEntry, Participant, Role, RoomInfo, Snapshot
 from rooms.update_log import UpdateLog
 
 log = logging.getLogger("clarityhire.room")
@@ -54,21 +54,26 @@ class Room:
     def __init__(
         self,
         info: RoomInfo,
+        key: str,
         doc: RoomDoc,
         last_seq: int,
+        snapshot_seq: int,
         update_log: UpdateLog,
         snapshots: SnapshotPolicy,
     ) -> None:
         self.info = info
+        self.key = key  # the document's key in the log: the room id, or "<room id>:notes"
         self.doc = doc
         self.seq = last_seq
+        self.frozen = False  # after the round ends, candidates can no longer edit
         self.peers: tuple[Peer, ...] = ()
         self._log = update_log
         self._snapshots = snapshots
         self._awareness: dict[int, _AwarenessState] = {}
         self._changes: list[bytes] = []
         self._full_state: bytes | None = None
-        self._since_snapshot = 0
+        self._since_snapshot = last_seq - snapshot_seq
+        self._snapshot_seq = snapshot_seq
         self._last_snapshot_at = time.monotonic()
         doc.observe(self._on_change)
 
@@ -124,6 +129,10 @@ class Room:
             if self._would_change(update):
                 raise Forbidden(f"role {author.role.value} is read-only: edits are refused")
             return False
+        if self.frozen and author.role == Role.CANDIDATE:
+            if self._would_change(update):
+                raise DocumentFrozen("the round has ended: the document is read-only")
+            return False
         self._changes.clear()
         try:
             self.doc.apply_update(update)
@@ -156,11 +165,18 @@ class Room:
 
     def take_snapshot(self) -> None:
         """Queue the full state as of the newest logged update, if anything changed since."""
-        if self._since_snapshot == 0:
-            return
-        self._log.add_snapshot(Snapshot(self.id, self.seq, now_us(), self.doc.get_update()))
+        if self._since_snapshot:
+            self.final_snapshot()
+
+    def final_snapshot(self) -> bytes:
+        """The full state now, stored as a snapshot unless the newest one already holds it."""
+        state = self.doc.get_update()
+        if self._snapshot_seq != self.seq:
+            self._log.add_snapshot(Snapshot(self.key, self.seq, now_us(), state))
+            self._snapshot_seq = self.seq
         self._since_snapshot = 0
         self._last_snapshot_at = time.monotonic()
+        return state
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -170,7 +186,7 @@ class Room:
 
     def _record(self, update: bytes, author_id: str, kind: EntryKind) -> None:
         self.seq += 1
-        self._log.append(LogEntry(self.id, self.seq, now_us(), author_id, kind, update))
+        self._log.append(LogEntry(self.key, self.seq, now_us(), author_id, kind, update))
         self._since_snapshot += 1
         if (
             self._since_snapshot >= self._snapshots.every_updates

@@ -10,13 +10,24 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, insert, select, text
+from sqlalchemy import Connection, event, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rooms import tables
-from rooms.types import EntryKind, LoadedHistory, LogEntry, RoomInfo, RoomKind, Snapshot
+from rooms.types import (
+    EntryKind,
+    LoadedHistory,
+    LogEntry,
+    RoomInfo,
+    RoomKind,
+    Round,
+    RoundState,
+    Snapshot,
+    TimelineEvent,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -32,6 +43,13 @@ class Store(Protocol):
     async def append(self, entries: list[LogEntry], snapshots: list[Snapshot]) -> None: ...
     async def load(self, room_id: str) -> LoadedHistory: ...
     async def history(self, room_id: str) -> list[LogEntry]: ...
+    async def get_round(self, room_id: str) -> Round: ...
+    async def save_round(self, room_id: str, round_: Round) -> None: ...
+    async def live_rounds_with_deadline(self) -> list[tuple[str, int]]: ...
+    async def append_event(self, event: TimelineEvent) -> None: ...
+    async def events(
+        self, room_id: str, types: tuple[str, ...], limit: int
+    ) -> list[TimelineEvent]: ...
 
 
 class SqlStore:
@@ -83,6 +101,7 @@ class SqlStore:
                     created_us=info.created_us,
                     seeded_from=info.seeded_from,
                     epoch=info.epoch,
+                    time_limit_s=info.time_limit_s,
                 )
             )
             if seed:
@@ -102,6 +121,7 @@ class SqlStore:
             created_us=row.created_us,
             seeded_from=row.seeded_from,
             epoch=row.epoch,
+            time_limit_s=row.time_limit_s,
         )
 
     async def append(self, entries: list[LogEntry], snapshots: list[Snapshot]) -> None:
@@ -144,6 +164,72 @@ class SqlStore:
         async with self.engine.connect() as conn:
             return await self._entries(conn, room_id, 0)
 
+    async def get_round(self, room_id: str) -> Round:
+        r = tables.rooms.c
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        r.round_state, r.started_us, r.deadline_us, r.ended_us, r.ended_reason
+                    ).where(r.id == room_id)
+                )
+            ).first()
+        if row is None:
+            return Round()
+        return Round(RoundState(row[0]), row[1], row[2], row[3], row[4])
+
+    async def save_round(self, room_id: str, round_: Round) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(tables.rooms)
+                .where(tables.rooms.c.id == room_id)
+                .values(
+                    round_state=round_.state.value,
+                    started_us=round_.started_us,
+                    deadline_us=round_.deadline_us,
+                    ended_us=round_.ended_us,
+                    ended_reason=round_.ended_reason,
+                )
+            )
+
+    async def live_rounds_with_deadline(self) -> list[tuple[str, int]]:
+        """(room id, deadline) of every running round that has a deadline."""
+        r = tables.rooms.c
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(r.id, r.deadline_us).where(
+                    r.round_state == RoundState.LIVE.value, r.deadline_us.is_not(None)
+                )
+            )
+            return [(row[0], row[1]) for row in result]
+
+    async def append_event(self, event: TimelineEvent) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(tables.events).values(
+                    room_id=event.room_id,
+                    at_us=event.at_us,
+                    author=event.author,
+                    type=event.type,
+                    data=orjson.dumps(event.data).decode(),
+                )
+            )
+
+    async def events(
+        self, room_id: str, types: tuple[str, ...] = (), limit: int = 1000
+    ) -> list[TimelineEvent]:
+        """The newest ``limit`` events of a room (of ``types`` if given), oldest first."""
+        e = tables.events.c
+        query = select(e.at_us, e.author, e.type, e.data).where(e.room_id == room_id)
+        if types:
+            query = query.where(e.type.in_(types))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query.order_by(e.id.desc()).limit(limit))).all()
+        return [
+            TimelineEvent(room_id, row[0], row[1], row[2], orjson.loads(row[3]))
+            for row in reversed(rows)
+        ]
+
     @staticmethod
     async def _entries(conn: Any, room_id: str, after_seq: int) -> list[LogEntry]:
         upd = tables.updates
@@ -160,12 +246,13 @@ class SqlStore:
 _SQLITE_INSERTS = {
     "updates": "INSERT INTO updates (room_id, seq, at_us, author, kind, data) "
     "VALUES (?, ?, ?, ?, ?, ?)",
-    "snapshots": "INSERT INTO snapshots (room_id, seq, at_us, state) VALUES (?, ?, ?, ?)",
+    "snapshots": "INSERT OR IGNORE INTO snapshots (room_id, seq, at_us, state) VALUES (?, ?, ?, ?)",
 }
 _POSTGRES_INSERTS = {
     "updates": "INSERT INTO updates (room_id, seq, at_us, author, kind, data) "
     "VALUES ($1, $2, $3, $4, $5, $6)",
-    "snapshots": "INSERT INTO snapshots (room_id, seq, at_us, state) VALUES ($1, $2, $3, $4)",
+    "snapshots": "INSERT INTO snapshots (room_id, seq, at_us, state) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT DO NOTHING",
 }
 
 

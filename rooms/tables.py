@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, LargeBinary, MetaData, String, Table
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -15,6 +25,12 @@ rooms = Table(
     Column("created_us", BigInteger, nullable=False),
     Column("seeded_from", String(64), nullable=True),
     Column("epoch", String(64), nullable=False),
+    Column("time_limit_s", Integer, nullable=True),
+    Column("round_state", String(16), nullable=False, server_default="scheduled"),
+    Column("started_us", BigInteger, nullable=True),
+    Column("deadline_us", BigInteger, nullable=True),
+    Column("ended_us", BigInteger, nullable=True),
+    Column("ended_reason", String(32), nullable=True),
 )
 
 updates = Table(
@@ -40,3 +56,17 @@ snapshots = Table(
     Column("state", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
 )
+
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("room_id", String(64), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Column("author", String(64), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("data", Text, nullable=False),
+)
+Index("ix_events_room", events.c.room_id, events.c.id)

@@ -54,6 +54,7 @@ class RoomInfo:
     created_us: int
     seeded_from: str | None = None
     epoch: str = ""
+    time_limit_s: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,7 +64,51 @@ class RoomInfo:
             "created_at": self.created_us // 1000,
             "seeded_from": self.seeded_from,
             "epoch": self.epoch,
+            "time_limit_seconds": self.time_limit_s,
         }
+
+
+class RoundState(StrEnum):
+    """``scheduled -> open -> live -> ended``; solo rooms go straight to live at first join."""
+
+    SCHEDULED = "scheduled"
+    OPEN = "open"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """Where a room's round is; times are server UTC microseconds."""
+
+    state: RoundState = RoundState.SCHEDULED
+    started_us: int | None = None
+    deadline_us: int | None = None
+    ended_us: int | None = None
+    ended_reason: str | None = None  # "interviewer", "candidate" (early submit), "deadline"
+
+    def to_json(self) -> dict[str, Any]:
+        def ms(us: int | None) -> int | None:
+            return None if us is None else us // 1000
+
+        return {
+            "state": self.state.value,
+            "started_at": ms(self.started_us),
+            "deadline": ms(self.deadline_us),
+            "ended_at": ms(self.ended_us),
+            "ended_reason": self.ended_reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """A control-plane event on a room's timeline: chat, lifecycle, presence, client signal."""
+
+    room_id: str
+    at_us: int
+    author: str
+    type: str
+    data: dict[str, Any]
 
 
 class LogEntry(NamedTuple):

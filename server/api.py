@@ -18,7 +18,7 @@ from starlette.routing import Route
 from rooms.errors import BadRequest, RoomError, Unauthorized
 from rooms.registry import RoomRegistry
 from rooms.store import SqlStore
-from rooms.types import Role, RoomKind
+from rooms.types import Role, RoomInfo, RoomKind
 from rooms.update_log import UpdateLog
 from server.settings import Settings
 from server.tokens import TokenSigner
@@ -81,7 +81,8 @@ class RoomApi:
             raise Unauthorized("wrong admin key")
 
     async def create_room(self, request: Request) -> Response:
-        """``POST /api/rooms``: ``{"kind", "language", "files"?, "seed_from"?}``."""
+        """``POST /api/rooms``: ``{"kind", "language", "files"?, "seed_from"?,
+        "time_limit_seconds"?}``."""
         body = await _json_object(request)
         try:
             kind = RoomKind(body.get("kind", "live"))
@@ -94,13 +95,20 @@ class RoomApi:
         seed_from = body.get("seed_from")
         if seed_from is not None and not isinstance(seed_from, str):
             raise BadRequest("seed_from must be a room id")
-        info = await self.registry.create(kind, language, files, seed_from)
-        return json_response(self._room_json(info.to_json()), status=201)
+        time_limit = body.get("time_limit_seconds")
+        if kind == RoomKind.SOLO and time_limit is None:
+            time_limit = self.settings.solo_time_limit_seconds
+        if time_limit is not None and (
+            isinstance(time_limit, bool) or not isinstance(time_limit, int) or time_limit < 1
+        ):
+            raise BadRequest("time_limit_seconds must be a positive integer")
+        info = await self.registry.create(kind, language, files, seed_from, time_limit)
+        return json_response(await self._room_json(info), status=201)
 
     async def get_room(self, request: Request) -> Response:
         """``GET /api/rooms/{id}``."""
         info = await self.registry.info(request.path_params["room_id"])
-        return json_response(self._room_json(info.to_json()))
+        return json_response(await self._room_json(info))
 
     async def mint_token(self, request: Request) -> Response:
         """``POST /api/rooms/{id}/tokens``: ``{"role", "name", "ttl_seconds"?}``."""
@@ -152,12 +160,14 @@ class RoomApi:
             status=200 if healthy else 503,
         )
 
-    def _room_json(self, info: dict[str, Any]) -> dict[str, Any]:
-        room_id = info["id"]
+    async def _room_json(self, info: RoomInfo) -> dict[str, Any]:
+        ws_base = f"{self.settings.base_url.replace('http', 'ws', 1)}/rooms/{info.id}"
         return {
-            **info,
-            "live": self.registry.is_live(room_id),
-            "doc_url": f"{self.settings.base_url.replace('http', 'ws', 1)}/rooms/{room_id}/doc",
+            **info.to_json(),
+            "round": (await self.store.get_round(info.id)).to_json(),
+            "live": self.registry.is_live(info.id),
+            "doc_url": f"{ws_base}/doc",
+            "notes_url": f"{ws_base}/notes",
         }
 
 

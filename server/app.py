@@ -6,16 +6,21 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import socketio
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from rooms.presence import Presence
 from rooms.registry import RoomPolicy, RoomRegistry
 from rooms.room import SnapshotPolicy
+from rooms.rounds import RoundKeeper
 from rooms.store import SqlStore, sqlite_url
-from rooms.types import Role, RoomInfo, RoomKind
+from rooms.types import Participant, Role, RoomInfo, RoomKind
 from rooms.update_log import UpdateLog
 from server.api import RoomApi
+from server.control import ControlNamespace
 from server.doc_socket import DocSocket
 from server.pages import Pages
 from server.settings import Settings, resolve_secrets
@@ -45,6 +50,10 @@ class Services:
     update_log: UpdateLog
     registry: RoomRegistry
     signer: TokenSigner
+    sio: socketio.AsyncServer
+    control: ControlNamespace
+    presence: Presence
+    rounds: RoundKeeper
 
 
 def build_services(settings: Settings) -> Services:
@@ -57,10 +66,32 @@ def build_services(settings: Settings) -> Services:
         idle_evict_seconds=settings.room_idle_seconds,
     )
     registry = RoomRegistry(store, update_log, policy)
-    return Services(settings, store, update_log, registry, TokenSigner(settings.secret_key))
+    signer = TokenSigner(settings.secret_key)
+    # WebSocket only: no long-polling, so no sticky sessions are needed behind a balancer.
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        transports=["websocket"],
+        max_http_buffer_size=settings.control_max_payload_bytes * 4,
+        ping_interval=10,
+        ping_timeout=5,
+    )
+
+    # The namespace and the parts it drives refer to each other: presence and the round
+    # keeper speak to the room through the namespace, which is built last.
+    async def on_left(room_id: str, who: Participant) -> None:
+        await control.on_left(room_id, who)
+
+    async def notify(room_id: str, event: str, payload: dict[str, Any]) -> None:
+        await control.notify(room_id, event, payload)
+
+    presence = Presence(settings.presence_grace_seconds, on_left)
+    rounds = RoundKeeper(store, registry, notify)
+    control = ControlNamespace(settings, signer, registry, store, presence, rounds)
+    sio.register_namespace(control)
+    return Services(settings, store, update_log, registry, signer, sio, control, presence, rounds)
 
 
-def create_app(settings: Settings, demo: bool = False) -> DocSocketFirst:
+def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
     """Build the app; with ``demo`` a demo room is created at start-up and its links printed."""
     services = build_services(settings)
     settings = services.settings
@@ -70,11 +101,14 @@ def create_app(settings: Settings, demo: bool = False) -> DocSocketFirst:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await services.store.start()
         services.update_log.start()
+        await services.rounds.start()
         if demo:
             await _announce_demo_room(services)
         try:
             yield
         finally:
+            services.presence.close()
+            await services.rounds.stop()
             await services.registry.close()
             await services.update_log.stop()
             await services.store.close()
@@ -84,11 +118,11 @@ def create_app(settings: Settings, demo: bool = False) -> DocSocketFirst:
     doc_socket = DocSocket(services.registry, services.signer, settings.max_message_bytes)
     app = Starlette(routes=[*api.routes(), *pages.routes()], lifespan=lifespan)
     app.state.services = services
-    return DocSocketFirst(app, doc_socket)
+    return socketio.ASGIApp(services.sio, other_asgi_app=DocSocketFirst(app, doc_socket))
 
 
 class DocSocketFirst:
-    """Send ``/rooms/{id}/doc`` WebSockets straight to the document endpoint.
+    """Send ``/rooms/{id}/doc`` and ``/notes`` WebSockets straight to the document endpoint.
 
     It is the hot path: every keystroke passes through it, and Starlette's router and
     exception middleware would wrap each ``send`` of every fan-out in two more coroutines.
@@ -103,9 +137,13 @@ class DocSocketFirst:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             parts = scope["path"].split("/")
-            if len(parts) == 4 and parts[1] == "rooms" and parts[3] == "doc" and parts[2]:
-                await self.doc_socket(parts[2], scope, receive, send)
-                return
+            if len(parts) == 4 and parts[1] == "rooms" and parts[2]:
+                if parts[3] == "doc":
+                    await self.doc_socket(parts[2], "main", scope, receive, send)
+                    return
+                if parts[3] == "notes":
+                    await self.doc_socket(parts[2], "notes", scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 

@@ -1,4 +1,4 @@
-"""``WS /rooms/{room_id}/doc``: the y-websocket endpoint of a room's document.
+"""``WS /rooms/{room_id}/doc`` and ``/notes``: the y-websocket endpoints of a room.
 
 A raw ASGI endpoint (no per-message wrapper objects) because it is the hot path: every
 keystroke of every participant passes through ``_handle``. Every error a client can cause
@@ -12,14 +12,30 @@ from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
-from rooms.errors import MessageTooLarge, RoomError, UnsupportedData
-from rooms.protocol import MessageType, SyncType, parse_awareness, parse_message
-from rooms.registry import RoomRegistry
+from rooms.errors import (
+    DocumentFrozen,
+    Forbidden,
+    MessageTooLarge,
+    ProtocolError,
+    RoomError,
+    UnsupportedData,
+)
+from rooms.protocol import (
+    MessageType,
+    SyncType,
+    encode_permission_denied,
+    parse_awareness,
+    parse_message,
+)
+from rooms.registry import DocName, RoomRegistry
 from rooms.room import Room
-from rooms.types import EntryKind, Participant
+from rooms.types import EntryKind, Participant, Role
 from server.tokens import TokenSigner
 
 log = logging.getLogger("clarityhire.ws")
+
+# Who may open a room's private notes (reviewers read them, as with every read-only role).
+NOTES_ROLES = (Role.INTERVIEWER, Role.REVIEWER)
 
 
 class SocketPeer:
@@ -42,7 +58,9 @@ class DocSocket:
         self.signer = signer
         self.max_message_bytes = max_message_bytes
 
-    async def __call__(self, room_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(
+        self, room_id: str, doc: DocName, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         token = parse_qs(scope.get("query_string", b"").decode()).get("token", [None])[0]
         if (await receive())["type"] != "websocket.connect":
             return
@@ -51,7 +69,9 @@ class DocSocket:
         await send({"type": "websocket.accept"})
         try:
             claims = self.signer.verify(token, room_id)
-            room = await self.registry.open(room_id)
+            if doc == "notes" and claims.participant.role not in NOTES_ROLES:
+                raise Forbidden("the notes are private to the interviewers")
+            room = await self.registry.open(room_id, doc)
         except RoomError as e:
             await _close(send, e, room_id, None)
             return
@@ -87,9 +107,15 @@ async def _handle(room: Room, peer: SocketPeer, data: bytes) -> None:
             await peer.send(room.sync_reply(payload))
         else:
             kind = EntryKind.UPDATE if sync_type == SyncType.UPDATE else EntryKind.SYNC
-            await room.apply_update(payload, peer.participant, kind, peer)
+            try:
+                await room.apply_update(payload, peer.participant, kind, peer)
+            except DocumentFrozen as e:
+                # Dropped, not fatal: closing would only make the provider reconnect and resend.
+                await peer.send(encode_permission_denied(e.reason))
     elif msg_type == MessageType.AWARENESS:
         await room.apply_awareness(peer, data, parse_awareness(payload))
+    elif msg_type == MessageType.AUTH:
+        raise ProtocolError("auth messages only go from the server to clients")
     else:  # query awareness
         frame = room.awareness_frame()
         if frame is not None:

@@ -41,6 +41,16 @@ class Settings:
     snapshot_every_updates: int
     snapshot_every_seconds: float
     room_idle_seconds: float
+    solo_time_limit_seconds: int
+    presence_grace_seconds: float
+    chat_max_chars: int
+    chat_history: int
+    chat_burst: int
+    chat_per_second: float
+    signal_burst: int
+    signal_per_second: float
+    control_max_payload_bytes: int
+    abuse_refusals_per_minute: int
     log_level: str
 
     @property

@@ -57,6 +57,13 @@ class TokenSigner:
 
     def verify(self, token: str | None, room_id: str) -> TokenClaims:
         """The claims of a valid token for ``room_id``; raises ``Unauthorized``/``Forbidden``."""
+        claims = self.verify_any(token)
+        if claims.room_id != room_id:
+            raise Forbidden("token is for another room")
+        return claims
+
+    def verify_any(self, token: str | None) -> TokenClaims:
+        """The claims of a valid, unexpired token, whatever its room; raises ``Unauthorized``."""
         if not token:
             raise Unauthorized("missing token: open the link you were given, with its ?token=")
         body, _, signature = token.partition(".")
@@ -73,8 +80,6 @@ class TokenSigner:
             raise Unauthorized("invalid token: unreadable claims") from e
         if expires_at <= time.time():
             raise Unauthorized("token expired: ask the organiser for a new link")
-        if token_room != room_id:
-            raise Forbidden("token is for another room")
         return TokenClaims(token_room, participant, expires_at)
 
     def _sign(self, body: str) -> str:

@@ -1,0 +1,237 @@
+"""The control plane: a python-socketio namespace for presence, chat, the round and signals.
+
+Connect authenticates with the participant token (``auth={"token": ...}``). Every event is
+checked before its handler runs: a known name, the sender's role, the payload size and the
+sender's rate. A refused event gets an ``error`` event (``{"event", "reason"}``) and an
+``{"ok": false, "reason"}`` acknowledgement; a connection that keeps being refused is
+disconnected. Events from the server: ``welcome``, ``presence``, ``chat``, ``round`` and
+``round_warning``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import socketio
+
+from rooms.errors import BadRequest, Forbidden, RateLimited, RoomError
+from rooms.presence import Presence
+from rooms.registry import RoomRegistry
+from rooms.room import now_us
+from rooms.rounds import RoundKeeper
+from rooms.signals import parse_chat, parse_signal
+from rooms.store import Store
+from rooms.types import Participant, Role, RoomInfo, TimelineEvent
+from server.settings import Settings
+from server.tokens import TokenSigner
+
+log = logging.getLogger("clarityhire.control")
+
+SPEAKERS = frozenset({Role.INTERVIEWER, Role.CANDIDATE})
+
+
+class TokenBucket:
+    """``burst`` events at once, refilled at ``per_second``."""
+
+    def __init__(self, burst: int, per_second: float) -> None:
+        self.capacity = float(burst)
+        self.tokens = float(burst)
+        self.per_second = per_second
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass(slots=True)
+class ControlConnection:
+    participant: Participant
+    info: RoomInfo
+    buckets: dict[str, TokenBucket]
+    refusals: deque[float] = field(default_factory=deque)
+
+
+Handler = Callable[[ControlConnection, Any], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRule:
+    handler: Handler
+    roles: frozenset[Role]
+
+
+class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(
+        self,
+        settings: Settings,
+        signer: TokenSigner,
+        registry: RoomRegistry,
+        store: Store,
+        presence: Presence,
+        rounds: RoundKeeper,
+    ) -> None:
+        super().__init__("/")
+        self.settings = settings
+        self.signer = signer
+        self.registry = registry
+        self.store = store
+        self.presence = presence
+        self.rounds = rounds
+        self._connections: dict[str, ControlConnection] = {}
+        self._rules: dict[str, EventRule] = {
+            "chat": EventRule(self._chat, SPEAKERS),
+            "round": EventRule(self._round, SPEAKERS),
+            "signal": EventRule(self._signal, frozenset({Role.CANDIDATE})),
+        }
+
+    # python-socketio dispatches every event through here; we route with our own table so
+    # that unknown events, roles, sizes and rates are checked in one place.
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect":
+            return await self._connect(args[0], args[2] if len(args) > 2 else None)
+        if event == "disconnect":
+            return await self._disconnect(args[0])
+        sid = args[0]
+        conn = self._connections.get(sid)
+        if conn is None:
+            return None
+        try:
+            if len(args) != 2:
+                raise BadRequest("send exactly one payload object")
+            rule = self._rules.get(event)
+            if rule is None:
+                raise BadRequest(f"unknown event {event!r}")
+            if conn.participant.role not in rule.roles:
+                raise Forbidden(f"role {conn.participant.role.value} cannot send {event!r}")
+            size = len(orjson.dumps(args[1]))
+            if size > self.settings.control_max_payload_bytes:
+                limit = self.settings.control_max_payload_bytes
+                raise BadRequest(f"payload of {size} bytes exceeds the {limit} limit")
+            if not conn.buckets[event].take():
+                raise RateLimited(f"too many {event!r} events: slow down")
+            return await rule.handler(conn, args[1])
+        except RoomError as e:
+            return await self._refuse(sid, conn, event, e.reason)
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def _connect(self, sid: str, auth: Any) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            claims = self.signer.verify_any(token)
+            info = await self.registry.info(claims.room_id)
+        except RoomError as e:
+            raise socketio.exceptions.ConnectionRefusedError(e.reason) from e
+        s = self.settings
+        conn = ControlConnection(
+            claims.participant,
+            info,
+            {
+                "chat": TokenBucket(s.chat_burst, s.chat_per_second),
+                "signal": TokenBucket(s.signal_burst, s.signal_per_second),
+                "round": TokenBucket(5, 1.0),
+            },
+        )
+        self._connections[sid] = conn
+        await self.enter_room(sid, info.id)
+        who = claims.participant
+        joined = self.presence.arrive(info.id, who, now_us())
+        round_ = await self.rounds.arrived(info, who)
+        chat = await self.store.events(info.id, ("chat",), s.chat_history)
+        await self.emit(
+            "welcome",
+            {
+                "participant": {"id": who.id, "name": who.name, "role": who.role.value},
+                "room": info.to_json(),
+                "round": round_.to_json(),
+                "presence": self.presence.people(info.id),
+                "chat": [_chat_json(e) for e in chat],
+            },
+            to=sid,
+        )
+        if joined:
+            await self._record(info.id, who, "join", {"name": who.name, "role": who.role.value})
+        await self.emit("presence", {"participants": self.presence.people(info.id)}, room=info.id)
+
+    async def _disconnect(self, sid: str) -> None:
+        conn = self._connections.pop(sid, None)
+        if conn is not None:
+            self.presence.depart(conn.info.id, conn.participant)
+
+    async def on_left(self, room_id: str, who: Participant) -> None:
+        """Presence's leave handler: a person's grace period ran out."""
+        await self._record(room_id, who, "leave", {"name": who.name})
+        await self.emit("presence", {"participants": self.presence.people(room_id)}, room=room_id)
+
+    async def notify(self, room_id: str, event: str, payload: dict[str, Any]) -> None:
+        """Send a server event to everyone in a room (the round keeper's voice)."""
+        await self.emit(event, payload, room=room_id)
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def _chat(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        text = parse_chat(data, self.settings.chat_max_chars)
+        event = await self._record(
+            conn.info.id, conn.participant, "chat", {"name": conn.participant.name, "text": text}
+        )
+        await self.emit("chat", _chat_json(event), room=conn.info.id)
+        return {"ok": True}
+
+    async def _round(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or set(data) != {"action"}:
+            raise BadRequest("a round event is {'action': 'start' | 'end' | 'submit'}")
+        round_ = await self.rounds.act(conn.info, conn.participant, str(data["action"]))
+        return {"ok": True, "round": round_.to_json()}
+
+    async def _signal(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        kind, fields = parse_signal(data)
+        await self._record(conn.info.id, conn.participant, f"signal.{kind}", fields)
+        return {"ok": True}
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _record(
+        self, room_id: str, who: Participant, type_: str, data: dict[str, Any]
+    ) -> TimelineEvent:
+        event = TimelineEvent(room_id, now_us(), who.id, type_, data)
+        await self.store.append_event(event)
+        return event
+
+    async def _refuse(
+        self, sid: str, conn: ControlConnection, event: str, reason: str
+    ) -> dict[str, Any]:
+        log.info(
+            "control event refused",
+            extra={"room": conn.info.id, "participant": conn.participant.id, "event": event,
+                   "reason": reason},
+        )  # fmt: skip
+        await self.emit("error", {"event": event, "reason": reason}, to=sid)
+        now = time.monotonic()
+        conn.refusals.append(now)
+        while conn.refusals and conn.refusals[0] < now - 60:
+            conn.refusals.popleft()
+        if len(conn.refusals) > self.settings.abuse_refusals_per_minute:
+            log.warning("disconnecting an abusive connection", extra={"room": conn.info.id})
+            await self.disconnect(sid)
+        return {"ok": False, "reason": reason}
+
+
+def _chat_json(event: TimelineEvent) -> dict[str, Any]:
+    return {
+        "author": event.author,
+        "name": event.data["name"],
+        "text": event.data["text"],
+        "at": event.at_us // 1000,
+    }
