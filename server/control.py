@@ -168,7 +168,11 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _disconnect(self, sid: str) -> None:
         conn = self._connections.pop(sid, None)
         if conn is not None:
-            self.presence.depart(conn.info.id, conn.participant)
+            room_id = conn.info.id
+            self.presence.depart(room_id, conn.participant)
+            await self.emit(
+                "presence", {"participants": self.presence.people(room_id)}, room=room_id
+            )
 
     async def on_left(self, room_id: str, who: Participant) -> None:
         """Presence's leave handler: a person's grace period ran out."""

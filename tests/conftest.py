@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from rooms.store import SqlStore, sqlite_url
-from rooms.types import LogEntry
+from rooms.types import LogEntry, TimelineEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key"
@@ -58,6 +58,9 @@ class ServerProcess:
     def ws_url(self, room_id: str, token: str | None) -> str:
         query = f"?token={token}" if token is not None else ""
         return f"ws://127.0.0.1:{self.port}/rooms/{room_id}/doc{query}"
+
+    def notes_url(self, room_id: str, token: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/rooms/{room_id}/notes?token={token}"
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
@@ -149,6 +152,14 @@ class ServerProcess:
         await store.start()
         try:
             return await store.history(room_id)
+        finally:
+            await store.close()
+
+    async def events(self, room_id: str, types: tuple[str, ...] = ()) -> list[TimelineEvent]:
+        store = self.store()
+        await store.start()
+        try:
+            return await store.events(room_id, types, 100_000)
         finally:
             await store.close()
 

@@ -34,6 +34,8 @@ class YClient:
         self.synced = asyncio.Event()
         self.ws: ClientConnection | None = None
         self.awareness: dict[int, bytes] = {}
+        self.frames: list[bytes] = []  # every message received, as sent
+        self.denials: list[str] = []  # reasons of "permission denied" messages
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self.closed = asyncio.Event()
@@ -143,6 +145,7 @@ class YClient:
         try:
             async for message in ws:
                 assert isinstance(message, bytes)
+                self.frames.append(message)
                 msg_type, sync_type, payload = parse_message(message)
                 if msg_type == MessageType.SYNC:
                     if sync_type == SyncType.STEP1:
@@ -151,6 +154,8 @@ class YClient:
                         self._apply(payload)
                         if sync_type == SyncType.STEP2:
                             self.synced.set()
+                elif msg_type == MessageType.AUTH:
+                    self.denials.append(payload.decode())
                 elif msg_type == MessageType.AWARENESS:
                     for entry in parse_awareness(payload):
                         if entry.removed:
