@@ -41,10 +41,17 @@ Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
 
 class RoundKeeper:
-    def __init__(self, store: Store, registry: RoomRegistry, notify: Notify) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: RoomRegistry,
+        notify: Notify,
+        warnings_s: tuple[float, ...] = WARNINGS_S,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.notify = notify
+        self.warnings_s = warnings_s
         self._locks: dict[str, asyncio.Lock] = {}
         self._clocks: dict[str, asyncio.Task[None]] = {}
 
@@ -152,8 +159,8 @@ class RoundKeeper:
         self._clocks[room_id] = asyncio.create_task(self._clock(room_id, deadline_us))
 
     async def _clock(self, room_id: str, deadline_us: int) -> None:
-        for before_s in WARNINGS_S:
-            wait_s = (deadline_us - before_s * 1_000_000 - now_us()) / 1e6
+        for before_s in self.warnings_s:
+            wait_s = (deadline_us - int(before_s * 1_000_000) - now_us()) / 1e6
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
                 payload = {"seconds_left": before_s, "deadline": deadline_us // 1000}

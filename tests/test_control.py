@@ -8,6 +8,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+import pytest
+import socketio
 from conftest import ROOT, ServerProcess, eventually
 from control import ControlClient
 from pycrdt import Text
@@ -293,3 +295,28 @@ async def test_floods_are_limited_and_abuse_disconnects(
     assert (await ivy.call("chat", {"text": "still here"})) == {"ok": True}
     assert len(await server.events(room, ("chat",))) == 6
     await ivy.close()
+
+
+@pytest.mark.parametrize(
+    ("make_token", "reason"),
+    [
+        (lambda s, room: None, "missing token"),
+        (lambda s, room: "garbage.token", "invalid token"),
+        (lambda s, room: s.token(room, ttl=1), "token expired"),
+    ],
+)
+async def test_control_connect_needs_a_valid_token(
+    server: ServerProcess,
+    make_token: Callable[[ServerProcess, str], str | None],
+    reason: str,
+) -> None:
+    room = server.create_room()
+    token = make_token(server, room)
+    if token is not None and reason == "token expired":
+        await asyncio.sleep(1.1)
+    client = socketio.AsyncClient(reconnection=False)
+    errors: list[object] = []
+    client.on("connect_error", lambda data: errors.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(server.url, auth={"token": token}, transports=["websocket"])
+    assert errors and reason in str(errors[0])
