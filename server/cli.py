@@ -39,7 +39,7 @@ def run(settings: Settings, demo: bool = False) -> None:
         # Frames up to 4x our own limit reach us and get a clear 4413; beyond that uvicorn
         # closes with the standard 1009.
         ws_max_size=settings.max_message_bytes * 4,
-        log_level=settings.log_level,
+        log_config=None,  # keep the JSON-lines handlers set up by logs.configure
         access_log=False,
         lifespan="on",
     )
