@@ -4,8 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PACKAGES := server rooms kernels
+# Candidate code runs in Jupyter kernels as an unprivileged uid inside bubblewrap: their Python
+# must be world-readable, so it is Debian's, not the (root-only) interpreter of $(VENV).
+KERNEL_PYTHON ?= /usr/bin/python3
+KERNEL_ENV    := .kernel-env
+KERNEL_STAMP  := $(KERNEL_ENV)/.installed-stamp
 
-.PHONY: run test install lint typecheck bench clean
+.PHONY: run test install kernel-env lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(KERNEL_STAMP):
+	test -x $(KERNEL_ENV)/bin/python || $(KERNEL_PYTHON) -m venv $(KERNEL_ENV)
+	$(KERNEL_ENV)/bin/python -m pip install -q --upgrade pip
+	$(KERNEL_ENV)/bin/python -m pip install -q ipykernel
+	chmod -R a+rX $(KERNEL_ENV)
+	touch $(KERNEL_STAMP)
+
+## kernel-env: the world-readable Python that sandboxed kernels run (see kernels/sandbox.py)
+kernel-env: $(KERNEL_STAMP)
+
+install: $(STAMP) $(KERNEL_STAMP)
 
 ## run: the server on the embedded default (SQLite under var/), with a demo room
 run: install
@@ -35,4 +50,4 @@ bench: install
 	$(BIN)/python bench/sync.py
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(KERNEL_ENV) var .mypy_cache .ruff_cache .pytest_cache

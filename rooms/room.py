@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,7 +18,15 @@ from pycrdt import TransactionEvent, merge_updates
 from rooms.document import RoomDoc, new_doc
 from rooms.errors import DocumentFrozen, Forbidden, InvalidUpdate, ProtocolError
 from rooms.protocol import AwarenessEntry, SyncType, encode_awareness, encode_sync
-from rooms.types import EntryKind, LogEntry, Participant, Role, RoomInfo, Snapshot
+from rooms.types import (
+    SYSTEM_AUTHOR,
+    EntryKind,
+    LogEntry,
+    Participant,
+    Role,
+    RoomInfo,
+    Snapshot,
+)
 from rooms.update_log import UpdateLog
 
 log = logging.getLogger("clarityhire.room")
@@ -144,6 +153,18 @@ class Room:
         self._record(effective, author.id, kind)
         await self._broadcast(encode_sync(SyncType.UPDATE, effective), exclude=origin)
         return True
+
+    async def apply_system_change(self, change: Callable[[], None]) -> None:
+        """Make a change as the server (execution records, metadata): logged and fanned out
+        like any edit, with the system as its author."""
+        self._changes.clear()
+        with self.doc.transaction(origin="system"):
+            change()
+        if not self._changes:
+            return
+        effective = self._changes[0] if len(self._changes) == 1 else merge_updates(*self._changes)
+        self._record(effective, SYSTEM_AUTHOR, EntryKind.SYSTEM)
+        await self._broadcast(encode_sync(SyncType.UPDATE, effective), exclude=None)
 
     async def apply_awareness(
         self, peer: Peer, frame: bytes, entries: list[AwarenessEntry]
