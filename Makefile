@@ -10,7 +10,7 @@ KERNEL_PYTHON ?= /usr/bin/python3
 KERNEL_ENV    := .kernel-env
 KERNEL_STAMP  := $(KERNEL_ENV)/.installed-stamp
 
-.PHONY: run test install kernel-env lint typecheck bench clean
+.PHONY: run test install kernel-env system-packages lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-$(KERNEL_STAMP):
+# Debian packages the kernels need: bubblewrap (the sandbox) and python3-venv (their Python).
+system-packages:
+	@command -v bwrap >/dev/null && $(KERNEL_PYTHON) -c 'import ensurepip' 2>/dev/null || \
+	  (apt-get update -q && apt-get install -y -q bubblewrap python3-venv)
+
+$(KERNEL_STAMP): | system-packages
 	test -x $(KERNEL_ENV)/bin/python || $(KERNEL_PYTHON) -m venv $(KERNEL_ENV)
 	$(KERNEL_ENV)/bin/python -m pip install -q --upgrade pip
-	$(KERNEL_ENV)/bin/python -m pip install -q ipykernel
+	$(KERNEL_ENV)/bin/python -m pip install -q ipykernel bash_kernel
 	chmod -R a+rX $(KERNEL_ENV)
 	touch $(KERNEL_STAMP)
 

@@ -12,15 +12,18 @@ import contextlib
 import logging
 import secrets
 import shutil
+import subprocess
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
+
+from kernels.sandbox import Sandbox, SandboxError
 
 log = logging.getLogger("clarityhire.kernels")
 
@@ -41,6 +44,51 @@ class Confinement(Protocol):
 
     def launch(self, argv: list[str], work_dir: Path, connection_dir: Path) -> Launch: ...
 
+    def release(self, work_dir: Path) -> None: ...
+
+
+class SandboxConfinement:
+    """``Confinement`` by a ``kernels.sandbox.Sandbox``, one host uid per kernel.
+
+    The process cap (RLIMIT_NPROC) counts every process and thread of a uid machine-wide, and
+    an idle ipykernel in its sandbox already has about 14: with one uid for all kernels, a
+    few kernels would exhaust it and one fork bomb would starve every room. So each kernel
+    gets its own slot ``uid_base + n``; inside, every kernel still sees ``sandbox.kernel_uid``.
+    """
+
+    def __init__(self, sandbox: Sandbox, uid_base: int, slots: int) -> None:
+        self.sandbox = sandbox
+        self.uid_base = uid_base
+        self._free = list(range(slots))
+        self._taken: dict[Path, tuple[int, Sandbox]] = {}
+
+    def prepare_dirs(self, work_dir: Path, connection_dir: Path) -> None:
+        if not self._free:
+            raise SandboxError("every kernel slot is in use: no more kernels on this server")
+        slot = self._free.pop(0)
+        uid = self.uid_base + slot
+        own = replace(
+            self.sandbox,
+            kernel_uid=uid,
+            kernel_gid=uid,
+            sandbox_uid=self.sandbox.kernel_uid,
+            sandbox_gid=self.sandbox.kernel_gid,
+        )
+        self._taken[work_dir] = (slot, own)
+        own.prepare_dirs(work_dir, connection_dir)
+
+    def launch(self, argv: list[str], work_dir: Path, connection_dir: Path) -> Launch:
+        own = self._taken[work_dir][1]
+        # jupyter_client has just written the connection file, readable by us alone.
+        own.hand_over(connection_dir / "kernel.json")
+        command = own.command(argv, work_dir, connection_dir)
+        return Launch(list(command.argv), command.env, command.preexec_fn)
+
+    def release(self, work_dir: Path) -> None:
+        taken = self._taken.pop(work_dir, None)
+        if taken is not None:
+            self._free.append(taken[0])
+
 
 class ConfinedKernelManager(AsyncKernelManager):
     """A kernel manager whose process starts through a ``Confinement``."""
@@ -56,6 +104,7 @@ class ConfinedKernelManager(AsyncKernelManager):
             kw["env"] = launch.env
             kw["preexec_fn"] = launch.preexec_fn
             kw["cwd"] = str(self.work_dir)
+        kw["stdout"] = subprocess.DEVNULL  # ipykernel's banner; nothing anyone reads
         await super()._async_launch_kernel(kernel_cmd, **kw)
 
 
@@ -67,6 +116,7 @@ class KernelHandle:
     manager: ConfinedKernelManager
     client: AsyncKernelClient
     folder: Path
+    confinement: Confinement | None
 
     @property
     def work_dir(self) -> Path:
@@ -80,6 +130,8 @@ class KernelHandle:
         with contextlib.suppress(Exception):
             await self.manager.shutdown_kernel(now=True)
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.confinement is not None:
+            self.confinement.release(self.work_dir)
 
 
 class KernelLauncher:
@@ -96,8 +148,14 @@ class KernelLauncher:
         work_dir, connection_dir = folder / "work", folder / "conn"
         for path in (work_dir, connection_dir):
             path.mkdir(parents=True, mode=0o700)
+        folder.chmod(0o711)
         if self.confinement is not None:
-            self.confinement.prepare_dirs(work_dir, connection_dir)
+            try:
+                self.confinement.prepare_dirs(work_dir, connection_dir)
+            except Exception:
+                shutil.rmtree(folder, ignore_errors=True)
+                self.confinement.release(work_dir)
+                raise
         manager = ConfinedKernelManager(
             kernel_name=spec_name,
             kernel_spec_manager=self.specs,
@@ -117,8 +175,10 @@ class KernelLauncher:
             with contextlib.suppress(Exception):
                 await manager.shutdown_kernel(now=True)
             shutil.rmtree(folder, ignore_errors=True)
+            if self.confinement is not None:
+                self.confinement.release(work_dir)
             raise
-        return KernelHandle(spec_name, manager, client, folder)
+        return KernelHandle(spec_name, manager, client, folder, self.confinement)
 
 
 class KernelPool:

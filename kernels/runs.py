@@ -1,9 +1,9 @@
 """A room's kernel: runs code, streams outputs, enforces the limits of a run.
 
 The kernel is taken from the pool on the room's first run and never returned: after the room
-is done with it (round end, idle timeout) it is shut down. One run at a time per room; the
-others wait their turn. Outputs go to an ``OutputSink`` (the room document's ``outputs``),
-batched so that a chatty program does not turn into one document update per line.
+is done with it (round end, idle timeout) it is shut down. One run at a time per room; runs
+started meanwhile wait their turn. Outputs go to an ``OutputSink`` (the room document's
+``outputs``), batched so that a chatty program does not turn into one update per line.
 """
 
 from __future__ import annotations

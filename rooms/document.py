@@ -19,6 +19,9 @@ from rooms.types import RoomInfo
 
 DEFAULT_FILES = {"python": {"main.py": ""}}
 
+# Root types only the server writes; an update from a client that touches them is refused.
+SERVER_ROOTS = ("meta", "outputs")
+
 RoomDoc = Doc[Any]
 
 

@@ -50,9 +50,10 @@ class RoomOutputs:
         # Open the room for each change: a run can outlast every connection, and the room
         # document may have been evicted and reloaded in between.
         room = await self.registry.open(self.room_id)
-        outputs = room.doc.get("outputs", type=Array)
-        await room.apply_system_change(lambda: change(outputs))
-        self.registry.release(room)
+        try:
+            await room.apply_system_change(lambda: change(room.doc.get("outputs", type=Array)))
+        finally:
+            self.registry.release(room)
 
 
 def _find(outputs: Array[Any], run_id: str) -> Map[Any]:

@@ -47,6 +47,9 @@ class AwarenessEntry:
         return self.state_json == b"null"
 
 
+_MAX_SAFE = 2**53 - 1  # lib0 in browsers reads numbers as doubles
+
+
 def _read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
     value = 0
     shift = 0
@@ -57,11 +60,11 @@ def _read_var_uint(data: bytes, pos: int) -> tuple[int, int]:
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
+        if value > _MAX_SAFE:
+            raise ProtocolError("malformed message: a number over 2**53 (unsafe in browsers)")
         if byte < 0x80:
             return value, pos
         shift += 7
-        if shift > 63:
-            raise ProtocolError("malformed message: a number is longer than 64 bits")
 
 
 def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -97,7 +100,7 @@ def parse_message(data: bytes) -> tuple[int, int, bytes]:
         sync_type = -1
         payload, pos = _read_bytes(data, pos)
     elif msg_type == MessageType.QUERY_AWARENESS:
-        return msg_type, -1, b""
+        sync_type, payload = -1, b""
     elif msg_type == MessageType.AUTH:
         sync_type, pos = _read_var_uint(data, pos)  # 0: permission denied
         payload, pos = _read_bytes(data, pos)  # the reason, UTF-8

@@ -10,7 +10,14 @@ from typing import Literal
 
 from pycrdt import Doc
 
-from rooms.document import DEFAULT_FILES, initial_update, load_doc, new_doc, seeded_marker_update
+from rooms.document import (
+    DEFAULT_FILES,
+    SERVER_ROOTS,
+    initial_update,
+    load_doc,
+    new_doc,
+    seeded_marker_update,
+)
 from rooms.errors import BadRequest, RoomNotFound
 from rooms.room import Room, SnapshotPolicy, now_us
 from rooms.store import Store
@@ -146,7 +153,18 @@ class RoomRegistry:
         for entry in history.tail:
             doc.apply_update(entry.update)
         snapshot_seq = history.snapshot.seq if history.snapshot else 0
-        room = Room(info, key, doc, history.last_seq, snapshot_seq, self.log, self.policy.snapshots)
+        room = Room(
+            info,
+            key,
+            doc,
+            history.last_seq,
+            snapshot_seq,
+            self.log,
+            self.policy.snapshots,
+            base_state=history.snapshot.state if history.snapshot else None,
+            recent=[entry.update for entry in history.tail],
+            server_roots=SERVER_ROOTS if key == room_id else (),
+        )
         room.frozen = (await self.store.get_round(room_id)).state == RoundState.ENDED
         self._live[key] = room
         log.info("room loaded", extra={"room": room_id, "doc": key, "seq": room.seq})
@@ -175,10 +193,7 @@ class RoomRegistry:
         source = await self.store.get_room(source_id)
         if source is None:
             raise BadRequest(f"seed_from: no room {source_id!r}")
-        live = self._live.get(source_id)
-        if live is not None:
-            live.take_snapshot()
-        await self.log.flush()
+        await self.log.flush()  # the source's newest edits may still be in the writer's queue
         history = await self.store.history(source_id)
         copied = [LogEntry(info.id, e.seq, e.at_us, e.author, e.kind, e.update) for e in history]
         last_seq = copied[-1].seq if copied else 0

@@ -13,10 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from pycrdt import TransactionEvent, merge_updates
+from pycrdt import Array, Map, TransactionEvent, get_update, merge_updates
 
 from rooms.document import RoomDoc, new_doc
-from rooms.errors import DocumentFrozen, Forbidden, InvalidUpdate, ProtocolError
+from rooms.errors import (
+    DocumentFrozen,
+    Forbidden,
+    InvalidUpdate,
+    MessageTooLarge,
+    ProtocolError,
+)
 from rooms.protocol import AwarenessEntry, SyncType, encode_awareness, encode_sync
 from rooms.types import (
     SYSTEM_AUTHOR,
@@ -32,6 +38,9 @@ from rooms.update_log import UpdateLog
 log = logging.getLogger("clarityhire.room")
 
 EMPTY_STATE_VECTOR = b"\x00"
+EMPTY_UPDATE = b"\x00\x00"
+MAX_AWARENESS_IDS_PER_PEER = 4
+MAX_AWARENESS_STATE_BYTES = 8192
 
 
 class Peer(Protocol):
@@ -69,6 +78,9 @@ class Room:
         snapshot_seq: int,
         update_log: UpdateLog,
         snapshots: SnapshotPolicy,
+        base_state: bytes | None = None,
+        recent: list[bytes] | None = None,
+        server_roots: tuple[str, ...] = (),
     ) -> None:
         self.info = info
         self.key = key  # the document's key in the log: the room id, or "<room id>:notes"
@@ -84,7 +96,15 @@ class Room:
         self._since_snapshot = last_seq - snapshot_seq
         self._snapshot_seq = snapshot_seq
         self._last_snapshot_at = time.monotonic()
-        doc.observe(self._on_change)
+        # What the document was built from (the newest snapshot and every update after it),
+        # kept so that an update touching a server-only root can be taken back.
+        self._base_state = base_state
+        self._recent = list(recent or [])
+        self._server_roots = server_roots
+        self._server_writing = False
+        self._server_root_touched = False
+        self._guards: list[tuple[object, object]] = []
+        self._watch(doc)
 
     @property
     def id(self) -> str:
@@ -147,6 +167,15 @@ class Room:
             self.doc.apply_update(update)
         except ValueError as e:
             raise InvalidUpdate(f"update rejected by the CRDT: {e}") from e
+        if self._server_root_touched:
+            self._take_back()
+            roots = " and ".join(self._server_roots)
+            raise Forbidden(f"{roots} are written by the server only: the update was refused")
+        if _left_pending(update, self.doc.get_state()):
+            # Held back by the CRDT until what it depends on arrives: it would then be logged
+            # under whoever sent that, and could land after the round ends. Refuse it.
+            self._take_back()
+            raise InvalidUpdate("update depends on changes this room does not have")
         if not self._changes:
             return False
         effective = self._changes[0] if len(self._changes) == 1 else merge_updates(*self._changes)
@@ -158,8 +187,12 @@ class Room:
         """Make a change as the server (execution records, metadata): logged and fanned out
         like any edit, with the system as its author."""
         self._changes.clear()
-        with self.doc.transaction(origin="system"):
-            change()
+        self._server_writing = True
+        try:
+            with self.doc.transaction(origin="system"):
+                change()
+        finally:
+            self._server_writing = False
         if not self._changes:
             return
         effective = self._changes[0] if len(self._changes) == 1 else merge_updates(*self._changes)
@@ -169,8 +202,24 @@ class Room:
     async def apply_awareness(
         self, peer: Peer, frame: bytes, entries: list[AwarenessEntry]
     ) -> None:
-        """Keep the latest awareness state per client and relay the frame to everyone else."""
+        """Keep the latest awareness state per client and relay the frame to everyone else.
+
+        A client id belongs to the participant who first used it (their reconnects may take it
+        over); states are small, and a connection speaks for a few client ids at most.
+        """
         for entry in entries:
+            owner = self._awareness.get(entry.client_id)
+            if owner is not None and owner.owner.participant.id != peer.participant.id:
+                raise Forbidden("awareness for a client id that belongs to someone else")
+            if len(entry.state_json) > MAX_AWARENESS_STATE_BYTES:
+                raise MessageTooLarge(f"awareness state over {MAX_AWARENESS_STATE_BYTES} bytes")
+            if entry.client_id not in peer.awareness_ids and not entry.removed:
+                if len(peer.awareness_ids) >= MAX_AWARENESS_IDS_PER_PEER:
+                    raise Forbidden("too many awareness client ids on one connection")
+        for entry in entries:
+            owner = self._awareness.get(entry.client_id)
+            if owner is not None and owner.owner is not peer:
+                owner.owner.awareness_ids.discard(entry.client_id)
             if entry.removed:
                 self._awareness.pop(entry.client_id, None)
                 peer.awareness_ids.discard(entry.client_id)
@@ -195,17 +244,45 @@ class Room:
         if self._snapshot_seq != self.seq:
             self._log.add_snapshot(Snapshot(self.key, self.seq, now_us(), state))
             self._snapshot_seq = self.seq
+        self._base_state = state
+        self._recent.clear()
         self._since_snapshot = 0
         self._last_snapshot_at = time.monotonic()
         return state
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _watch(self, doc: RoomDoc) -> None:
+        doc.observe(self._on_change)
+        # pycrdt drops a type's observer with its subscription object: keep them.
+        self._guards = []
+        for name in self._server_roots:
+            root = doc.get(name, type=Array) if name == "outputs" else doc.get(name, type=Map)
+            self._guards.append((root, root.observe_deep(self._on_server_root_change)))
+
     def _on_change(self, event: TransactionEvent) -> None:
         self._changes.append(event.update)
         self._full_state = None
 
+    def _on_server_root_change(self, _events: object) -> None:
+        if not self._server_writing:
+            self._server_root_touched = True
+
+    def _take_back(self) -> None:
+        """Rebuild the document without the update just applied (it was neither logged nor
+        sent to anyone): from the newest snapshot and the updates logged since."""
+        doc = new_doc()
+        if self._base_state is not None:
+            doc.apply_update(self._base_state)
+        for update in self._recent:
+            doc.apply_update(update)
+        self.doc = doc
+        self._full_state = None
+        self._server_root_touched = False
+        self._watch(doc)
+
     def _record(self, update: bytes, author_id: str, kind: EntryKind) -> None:
+        self._recent.append(update)
         self.seq += 1
         self._log.append(LogEntry(self.key, self.seq, now_us(), author_id, kind, update))
         self._since_snapshot += 1
@@ -216,6 +293,11 @@ class Room:
             self.take_snapshot()
 
     def _would_change(self, update: bytes) -> bool:
+        try:
+            if get_update(update, self.doc.get_state()) == EMPTY_UPDATE:
+                return False  # nothing the document lacks (the usual read-only step 2)
+        except ValueError as e:
+            raise InvalidUpdate(f"update rejected by the CRDT: {e}") from e
         scratch = new_doc()
         scratch.apply_update(self.doc.get_update())
         changed: list[bool] = []
@@ -236,3 +318,11 @@ class Room:
                 await peer.send(message)
             except Exception:  # the peer's own receive loop notices and cleans up
                 log.debug("send to a closing peer failed", extra={"room": self.id})
+
+
+def _left_pending(update: bytes, state_vector: bytes) -> bool:
+    """Whether some of ``update``'s items are not in a document whose state is
+    ``state_vector`` after applying it: the CRDT keeps those back, waiting for what they
+    depend on. (The part of the update the document does not cover starts with its number
+    of clients with items; a delete set alone is not held back.)"""
+    return get_update(update, state_vector)[0] != 0

@@ -47,11 +47,13 @@ class RoundKeeper:
         registry: RoomRegistry,
         notify: Notify,
         warnings_s: tuple[float, ...] = WARNINGS_S,
+        on_ended: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.notify = notify
         self.warnings_s = warnings_s
+        self.on_ended = on_ended  # e.g. shut the room's kernel down
         self._locks: dict[str, asyncio.Lock] = {}
         self._clocks: dict[str, asyncio.Task[None]] = {}
 
@@ -84,10 +86,10 @@ class RoundKeeper:
                 moved = replace(
                     current, state=RoundState.LIVE, started_us=started, deadline_us=deadline
                 )
-                moved = await self._move(info.id, moved, who)
+                await self.store.save_round(info.id, moved)
                 if deadline is not None:
-                    self._arm(info.id, deadline)
-                return moved
+                    self._arm(info.id, deadline)  # armed first: the clock must run whatever
+                return await self._move(info.id, moved, who)
             return current
 
     async def act(self, info: RoomInfo, who: Participant, action: str) -> Round:
@@ -129,24 +131,28 @@ class RoundKeeper:
 
     async def _end(self, room_id: str, current: Round, author: str, reason: str) -> Round:
         room = await self.registry.open(room_id)
-        room.frozen = True
-        # The stamped final state: a snapshot that is committed before anyone is told.
-        state = room.final_snapshot()
-        await self.registry.log.flush()
+        try:
+            room.frozen = True
+            # The stamped final state: a snapshot that is committed before anyone is told.
+            state, seq = room.final_snapshot(), room.seq
+            await self.registry.log.flush()
+        finally:
+            self.registry.release(room)
         ended = replace(current, state=RoundState.ENDED, ended_us=now_us(), ended_reason=reason)
         await self.store.save_round(room_id, ended)
         stamp = {
             **ended.to_json(),
-            "final_seq": room.seq,
+            "final_seq": seq,
             "final_sha256": hashlib.sha256(state).hexdigest(),
         }
         await self._record(room_id, author, "round.ended", stamp)
         await self.notify(room_id, "round", ended.to_json())
-        self.registry.release(room)
+        if self.on_ended is not None:
+            await self.on_ended(room_id)
         clock = self._clocks.pop(room_id, None)
         if clock is not None and clock is not asyncio.current_task():
             clock.cancel()
-        log.info("round ended", extra={"room": room_id, "reason": reason, "seq": room.seq})
+        log.info("round ended", extra={"room": room_id, "reason": reason, "seq": seq})
         return ended
 
     async def _record(self, room_id: str, author: str, type_: str, data: dict[str, Any]) -> None:
@@ -164,10 +170,21 @@ class RoundKeeper:
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
                 payload = {"seconds_left": before_s, "deadline": deadline_us // 1000}
-                await self._record(room_id, SYSTEM_AUTHOR, "round.warning", payload)
-                await self.notify(room_id, "round_warning", payload)
+                try:  # a warning is worth a try, not worth missing the deadline for
+                    await self._record(room_id, SYSTEM_AUTHOR, "round.warning", payload)
+                    await self.notify(room_id, "round_warning", payload)
+                except Exception:
+                    log.exception("round warning failed", extra={"room": room_id})
         await asyncio.sleep(max(0.0, (deadline_us - now_us()) / 1e6))
-        async with self._lock(room_id):
-            current = await self.store.get_round(room_id)
-            if current.state == RoundState.LIVE:
-                await self._end(room_id, current, SYSTEM_AUTHOR, "deadline")
+        delay = 0.5
+        while True:  # the end must happen: retry through a failing store
+            try:
+                async with self._lock(room_id):
+                    current = await self.store.get_round(room_id)
+                    if current.state == RoundState.LIVE:
+                        await self._end(room_id, current, SYSTEM_AUTHOR, "deadline")
+                return
+            except Exception:
+                log.exception("ending a round at its deadline failed", extra={"room": room_id})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)

@@ -6,6 +6,7 @@ chosen by URL. ``Store`` is the interface the rest of the room domain depends on
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 from typing import Any, Protocol
@@ -135,12 +136,16 @@ class SqlStore:
         async with self.engine.begin() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None
-            if entries:
-                await driver.executemany(sql["updates"], entries)
-            if snapshots:
-                await driver.executemany(
-                    sql["snapshots"], [(s.room_id, s.seq, s.at_us, s.state) for s in snapshots]
-                )
+            # SQLAlchemy begins its own transaction only on its own first statement; asyncpg
+            # needs one opened explicitly or each executemany commits alone.
+            transaction = driver.transaction() if not self.is_sqlite else contextlib.nullcontext()
+            async with transaction:
+                if entries:
+                    await driver.executemany(sql["updates"], entries)
+                if snapshots:
+                    await driver.executemany(
+                        sql["snapshots"], [(s.room_id, s.seq, s.at_us, s.state) for s in snapshots]
+                    )
 
     async def load(self, room_id: str) -> LoadedHistory:
         """The newest snapshot of a room and every update logged after it."""
@@ -243,14 +248,16 @@ class SqlStore:
         ]
 
 
+# Idempotent, so that retrying a batch whose commit succeeded but whose reply was lost cannot
+# wedge the writer on a duplicate key.
 _SQLITE_INSERTS = {
-    "updates": "INSERT INTO updates (room_id, seq, at_us, author, kind, data) "
+    "updates": "INSERT OR IGNORE INTO updates (room_id, seq, at_us, author, kind, data) "
     "VALUES (?, ?, ?, ?, ?, ?)",
     "snapshots": "INSERT OR IGNORE INTO snapshots (room_id, seq, at_us, state) VALUES (?, ?, ?, ?)",
 }
 _POSTGRES_INSERTS = {
     "updates": "INSERT INTO updates (room_id, seq, at_us, author, kind, data) "
-    "VALUES ($1, $2, $3, $4, $5, $6)",
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
     "snapshots": "INSERT INTO snapshots (room_id, seq, at_us, state) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT DO NOTHING",
 }

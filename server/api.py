@@ -96,6 +96,8 @@ class RoomApi:
         if seed_from is not None and not isinstance(seed_from, str):
             raise BadRequest("seed_from must be a room id")
         time_limit = body.get("time_limit_seconds")
+        if kind == RoomKind.LIVE and time_limit is not None:
+            raise BadRequest("time_limit_seconds applies to solo rooms; live rounds are ended")
         if kind == RoomKind.SOLO and time_limit is None:
             time_limit = self.settings.solo_time_limit_seconds
         if time_limit is not None and (

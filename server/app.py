@@ -22,6 +22,7 @@ from rooms.update_log import UpdateLog
 from server.api import RoomApi
 from server.control import ControlNamespace
 from server.doc_socket import DocSocket
+from server.execution import Execution, build_execution
 from server.pages import Pages
 from server.settings import Settings, resolve_secrets
 from server.tokens import TokenSigner
@@ -54,6 +55,7 @@ class Services:
     control: ControlNamespace
     presence: Presence
     rounds: RoundKeeper
+    execution: Execution
 
 
 def build_services(settings: Settings) -> Services:
@@ -84,11 +86,14 @@ def build_services(settings: Settings) -> Services:
     async def notify(room_id: str, event: str, payload: dict[str, Any]) -> None:
         await control.notify(room_id, event, payload)
 
+    execution = build_execution(settings, registry)
     presence = Presence(settings.presence_grace_seconds, on_left)
-    rounds = RoundKeeper(store, registry, notify)
-    control = ControlNamespace(settings, signer, registry, store, presence, rounds)
+    rounds = RoundKeeper(store, registry, notify, on_ended=execution.close_room)
+    control = ControlNamespace(settings, signer, registry, store, presence, rounds, execution)
     sio.register_namespace(control)
-    return Services(settings, store, update_log, registry, signer, sio, control, presence, rounds)
+    return Services(
+        settings, store, update_log, registry, signer, sio, control, presence, rounds, execution
+    )
 
 
 def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
@@ -102,6 +107,7 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         await services.store.start()
         services.update_log.start()
         await services.rounds.start()
+        services.execution.start()
         if demo:
             await _announce_demo_room(services)
         try:
@@ -109,13 +115,16 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         finally:
             services.presence.close()
             await services.rounds.stop()
+            await services.execution.stop()
             await services.registry.close()
             await services.update_log.stop()
             await services.store.close()
 
     api = RoomApi(settings, services.registry, services.signer, services.store, services.update_log)
     pages = Pages(settings, services.registry, services.signer)
-    doc_socket = DocSocket(services.registry, services.signer, settings.max_message_bytes)
+    doc_socket = DocSocket(
+        services.registry, services.signer, settings.max_message_bytes, services.rounds.arrived
+    )
     app = Starlette(routes=[*api.routes(), *pages.routes()], lifespan=lifespan)
     app.state.services = services
     return socketio.ASGIApp(services.sio, other_asgi_app=DocSocketFirst(app, doc_socket))

@@ -4,8 +4,8 @@ Connect authenticates with the participant token (``auth={"token": ...}``). Ever
 checked before its handler runs: a known name, the sender's role, the payload size and the
 sender's rate. A refused event gets an ``error`` event (``{"event", "reason"}``) and an
 ``{"ok": false, "reason"}`` acknowledgement; a connection that keeps being refused is
-disconnected. Events from the server: ``welcome``, ``presence``, ``chat``, ``round`` and
-``round_warning``.
+disconnected. Events from the server: ``welcome``, ``presence``, ``chat``, ``round``,
+``round_warning`` and ``input_request`` (to the participant whose run called ``input()``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from rooms.room import now_us
 from rooms.rounds import RoundKeeper
 from rooms.signals import parse_chat, parse_signal
 from rooms.store import Store
-from rooms.types import Participant, Role, RoomInfo, TimelineEvent
+from rooms.types import Participant, Role, RoomInfo, RoundState, TimelineEvent
+from server.execution import Execution
 from server.settings import Settings
 from server.tokens import TokenSigner
 
@@ -70,6 +71,7 @@ Handler = Callable[[ControlConnection, Any], Awaitable[dict[str, Any]]]
 class EventRule:
     handler: Handler
     roles: frozenset[Role]
+    max_bytes: int = 0  # 0: the control_max_payload_bytes setting
 
 
 class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
@@ -81,6 +83,7 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         store: Store,
         presence: Presence,
         rounds: RoundKeeper,
+        execution: Execution,
     ) -> None:
         super().__init__("/")
         self.settings = settings
@@ -89,11 +92,17 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.store = store
         self.presence = presence
         self.rounds = rounds
+        self.execution = execution
+        execution.emit_to = self.emit_to
         self._connections: dict[str, ControlConnection] = {}
         self._rules: dict[str, EventRule] = {
             "chat": EventRule(self._chat, SPEAKERS),
             "round": EventRule(self._round, SPEAKERS),
             "signal": EventRule(self._signal, frozenset({Role.CANDIDATE})),
+            "run": EventRule(self._run, SPEAKERS, settings.run_max_code_bytes + 1024),
+            "interrupt": EventRule(self._interrupt, SPEAKERS),
+            "restart": EventRule(self._restart, SPEAKERS),
+            "input": EventRule(self._input, SPEAKERS),
         }
 
     # python-socketio dispatches every event through here; we route with our own table so
@@ -115,9 +124,12 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 raise BadRequest(f"unknown event {event!r}")
             if conn.participant.role not in rule.roles:
                 raise Forbidden(f"role {conn.participant.role.value} cannot send {event!r}")
-            size = len(orjson.dumps(args[1]))
-            if size > self.settings.control_max_payload_bytes:
-                limit = self.settings.control_max_payload_bytes
+            try:
+                size = len(orjson.dumps(args[1]))
+            except TypeError as e:  # integers over 64 bits, binary attachments
+                raise BadRequest("payload must be plain JSON") from e
+            limit = rule.max_bytes or self.settings.control_max_payload_bytes
+            if size > limit:
                 raise BadRequest(f"payload of {size} bytes exceeds the {limit} limit")
             if not conn.buckets[event].take():
                 raise RateLimited(f"too many {event!r} events: slow down")
@@ -142,6 +154,10 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 "chat": TokenBucket(s.chat_burst, s.chat_per_second),
                 "signal": TokenBucket(s.signal_burst, s.signal_per_second),
                 "round": TokenBucket(5, 1.0),
+                "run": TokenBucket(10, 2.0),
+                "interrupt": TokenBucket(5, 1.0),
+                "restart": TokenBucket(3, 0.2),
+                "input": TokenBucket(20, 5.0),
             },
         )
         self._connections[sid] = conn
@@ -158,6 +174,7 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 "round": round_.to_json(),
                 "presence": self.presence.people(info.id),
                 "chat": [_chat_json(e) for e in chat],
+                "execution": self.execution.status(),
             },
             to=sid,
         )
@@ -204,7 +221,52 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self._record(conn.info.id, conn.participant, f"signal.{kind}", fields)
         return {"ok": True}
 
+    async def _run(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        """``{"file": name}`` runs the file as it is now; add ``"code"`` to run a selection or
+        a cell of it instead."""
+        if not isinstance(data, dict) or not isinstance(data.get("file"), str):
+            raise BadRequest("a run is {'file': name, 'code'?: text}")
+        if set(data) - {"file", "code"}:
+            raise BadRequest("a run is {'file': name, 'code'?: text}")
+        code = data.get("code")
+        if code is not None and not isinstance(code, str):
+            raise BadRequest("'code' must be text")
+        await self._check_not_ended(conn)
+        await self.execution.run(conn.info, conn.participant, data["file"], code)
+        return {"ok": True}
+
+    async def _interrupt(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        return {"ok": True, "interrupted": await self.execution.interrupt(conn.info)}
+
+    async def _restart(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        await self._check_not_ended(conn)
+        await self.execution.restart(conn.info)
+        return {"ok": True}
+
+    async def _input(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        if (
+            not isinstance(data, dict)
+            or set(data) != {"value"}
+            or not isinstance(data["value"], str)
+        ):
+            raise BadRequest("an input is {'value': text}")
+        self.execution.answer(conn.info, conn.participant, data["value"])
+        return {"ok": True}
+
+    async def emit_to(
+        self, room_id: str, participant_id: str, event: str, payload: dict[str, Any]
+    ) -> None:
+        """Send an event to every connection of one participant of a room."""
+        for sid, conn in list(self._connections.items()):
+            if conn.info.id == room_id and conn.participant.id == participant_id:
+                await self.emit(event, payload, to=sid)
+
     # -- internals ---------------------------------------------------------------------------
+
+    async def _check_not_ended(self, conn: ControlConnection) -> None:
+        if conn.participant.role == Role.CANDIDATE:
+            if (await self.rounds.current(conn.info.id)).state == RoundState.ENDED:
+                raise Forbidden("the round has ended: nothing more can be run")
 
     async def _record(
         self, room_id: str, who: Participant, type_: str, data: dict[str, Any]

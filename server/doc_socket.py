@@ -8,6 +8,7 @@ closes only that connection, with the code and reason of its ``RoomError``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
@@ -29,12 +30,12 @@ from rooms.protocol import (
 )
 from rooms.registry import DocName, RoomRegistry
 from rooms.room import Room
-from rooms.types import EntryKind, Participant, Role
+from rooms.types import EntryKind, Participant, Role, RoomInfo
 from server.tokens import TokenSigner
 
 log = logging.getLogger("clarityhire.ws")
 
-# Who may open a room's private notes (reviewers read them, as with every read-only role).
+# Who may open a room's private notes: interviewers write them, reviewers read them.
 NOTES_ROLES = (Role.INTERVIEWER, Role.REVIEWER)
 
 
@@ -53,10 +54,19 @@ class SocketPeer:
 
 
 class DocSocket:
-    def __init__(self, registry: RoomRegistry, signer: TokenSigner, max_message_bytes: int):
+    def __init__(
+        self,
+        registry: RoomRegistry,
+        signer: TokenSigner,
+        max_message_bytes: int,
+        on_arrival: Callable[[RoomInfo, Participant], Awaitable[object]],
+    ):
         self.registry = registry
         self.signer = signer
         self.max_message_bytes = max_message_bytes
+        # Tells the round keeper: a solo test's clock starts at the candidate's first arrival,
+        # on whichever channel it happens.
+        self.on_arrival = on_arrival
 
     async def __call__(
         self, room_id: str, doc: DocName, scope: Scope, receive: Receive, send: Send
@@ -72,6 +82,8 @@ class DocSocket:
             if doc == "notes" and claims.participant.role not in NOTES_ROLES:
                 raise Forbidden("the notes are private to the interviewers")
             room = await self.registry.open(room_id, doc)
+            if doc == "main":
+                await self.on_arrival(room.info, claims.participant)
         except RoomError as e:
             await _close(send, e, room_id, None)
             return

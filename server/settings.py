@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kernels.specs import LANGUAGES
+
 ENV_PREFIX = "CLARITYHIRE_"
 
 
@@ -51,7 +53,28 @@ class Settings:
     signal_per_second: float
     control_max_payload_bytes: int
     abuse_refusals_per_minute: int
+    kernel_languages: str
+    kernel_env: str
+    kernel_runtime_dir: str
+    kernel_pool_size: int
+    kernel_idle_seconds: float
+    run_timeout_seconds: float
+    run_output_max_bytes: int
+    run_max_code_bytes: int
+    kernel_memory_mb: int
+    kernel_cpu_seconds: int
+    kernel_max_processes: int
+    kernel_max_file_mb: int
+    kernel_uid: int
+    kernel_gid: int
+    kernel_uid_base: int
+    kernel_slots: int
+    allow_unsandboxed_kernels: bool
     log_level: str
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(x.strip() for x in self.kernel_languages.split(",") if x.strip())
 
     @property
     def data_path(self) -> Path:
@@ -99,20 +122,33 @@ def load_settings(
     return settings
 
 
-_PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float)}
+_PYTHON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "str": str,
+    "int": int,
+    "float": (int, float),
+    "bool": bool,
+}
 
 
 def _check(key: str, value: Any, types: Mapping[str, Any]) -> Any:
     if key not in types:
         raise SettingsError(f"unknown setting {key!r}")
     type_name = str(types[key])
-    valid = not isinstance(value, bool) and isinstance(value, _PYTHON_TYPES[type_name])
+    valid = isinstance(value, _PYTHON_TYPES[type_name]) and (
+        type_name == "bool" or not isinstance(value, bool)
+    )
     if not valid:
         raise SettingsError(f"setting {key!r} must be {type_name}, got {value!r}")
     return float(value) if type_name == "float" else value
 
 
 def _parse(key: str, raw: str, type_name: Any) -> Any:
+    if type_name == "bool":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{ENV_PREFIX}{key.upper()} must be true or false, got {raw!r}")
     try:
         if type_name == "int":
             return int(raw)
@@ -130,6 +166,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError("max_message_bytes must be at least 1024")
     if s.snapshot_every_updates < 1 or s.snapshot_every_seconds <= 0:
         raise SettingsError("snapshot intervals must be positive")
+    unknown = set(s.languages) - set(LANGUAGES)
+    if unknown:
+        known = ", ".join(LANGUAGES)
+        raise SettingsError(f"kernel_languages: unknown {sorted(unknown)}; known: {known}")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise SettingsError("log_level must be one of debug, info, warning, error")
 

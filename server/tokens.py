@@ -67,7 +67,7 @@ class TokenSigner:
         if not token:
             raise Unauthorized("missing token: open the link you were given, with its ?token=")
         body, _, signature = token.partition(".")
-        if not signature or not hmac.compare_digest(signature, self._sign(body)):
+        if not signature or not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
             raise Unauthorized("invalid token: the link is damaged or was not issued here")
         try:
             claims = orjson.loads(_unb64(body))

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,12 @@ from rooms.types import LogEntry, TimelineEvent
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key"
 PG_URL = os.environ.get("CLARITYHIRE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+def kernel_runtime_dir() -> str:
+    folder = tempfile.mkdtemp(prefix="clarityhire-test-kernels-")
+    os.chmod(folder, 0o711)
+    return folder
 
 
 def free_port() -> int:
@@ -43,6 +50,11 @@ class ServerProcess:
             **os.environ,
             "CLARITYHIRE_ADMIN_KEY": ADMIN_KEY,
             "CLARITYHIRE_LOG_LEVEL": "warning",
+            # Kernels start on demand unless a test asks for a pool; their folders must lie
+            # where the sandbox's uid can reach them (pytest's own tmp folders are 0700).
+            "CLARITYHIRE_KERNEL_POOL_SIZE": "0",
+            "CLARITYHIRE_KERNEL_ENV": str(ROOT / ".kernel-env"),
+            "CLARITYHIRE_KERNEL_RUNTIME_DIR": kernel_runtime_dir(),
             **(env or {}),
         }
         if backend == "postgres":

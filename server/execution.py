@@ -1,0 +1,226 @@
+"""Wiring of code execution: one ``RoomKernel`` per room, fed by control events.
+
+It decides when a room gets a kernel (its first run) and loses it (round end, idle timeout),
+routes ``input()`` requests to the participant who pressed run, and refuses to run anything
+when the sandbox is unavailable unless unsandboxed kernels are explicitly allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kernels.pool import KernelLauncher, KernelPool, SandboxConfinement
+from kernels.runs import RoomKernel, RunLimits, Runner
+from kernels.sandbox import MIB, Sandbox, SandboxError, SandboxLimits
+from kernels.specs import KernelSpecs
+from rooms.document import files_of
+from rooms.errors import BadRequest, Conflict
+from rooms.outputs import RoomOutputs
+from rooms.registry import RoomRegistry
+from rooms.types import Participant, RoomInfo
+from server.settings import Settings
+
+log = logging.getLogger("clarityhire.execution")
+
+# emit_to(room_id, participant_id, event, payload): tell one participant's connections.
+EmitTo = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _PendingInput:
+    participant_id: str
+    answer: asyncio.Future[str]
+
+
+def build_execution(settings: Settings, registry: RoomRegistry) -> Execution:
+    """Kernels as the settings say, sandboxed; disabled, with the reason, if that fails."""
+    runtime = Path(settings.kernel_runtime_dir or settings.data_path / "kernels").resolve()
+    runtime.mkdir(parents=True, exist_ok=True)
+    runtime.chmod(0o711)  # the kernel uid must pass through to its own folders, and no more
+    kernel_env = Path(settings.kernel_env).resolve()
+    specs = KernelSpecs(settings.data_path / "kernelspecs", kernel_env, settings.languages)
+    limits = RunLimits(settings.run_timeout_seconds, settings.run_output_max_bytes)
+
+    def disabled(reason: str) -> Execution:
+        log.error("code execution disabled", extra={"reason": reason})
+        return Execution(registry, None, specs, limits, settings.kernel_idle_seconds, reason)
+
+    try:
+        spec_dir = specs.write()
+    except RuntimeError as e:
+        return disabled(str(e))
+    try:
+        sandbox = Sandbox(
+            kernel_env=kernel_env,
+            kernel_uid=settings.kernel_uid,
+            kernel_gid=settings.kernel_gid,
+            limits=SandboxLimits(
+                memory_bytes=settings.kernel_memory_mb * MIB,
+                cpu_seconds=settings.kernel_cpu_seconds,
+                max_processes=settings.kernel_max_processes,
+                max_file_bytes=settings.kernel_max_file_mb * MIB,
+            ),
+            etc_dir=runtime / "etc",
+        )
+    except ValueError as e:  # a root uid, a forbidden variable: a configuration error
+        return disabled(f"sandbox settings: {e}")
+    confinement: SandboxConfinement | None = SandboxConfinement(
+        sandbox, settings.kernel_uid_base, settings.kernel_slots
+    )
+    try:
+        sandbox.write_etc()
+        sandbox.check_available(scratch=runtime)
+    except SandboxError as e:
+        if not settings.allow_unsandboxed_kernels:
+            return disabled(f"no sandbox: {e}")
+        log.warning(
+            "RUNNING KERNELS WITHOUT A SANDBOX: candidate code has the server's rights",
+            extra={"reason": str(e)},
+        )
+        confinement = None
+    launcher = KernelLauncher(spec_dir, runtime, confinement, timeout_s=60)
+    sizes = {specs.name_for(language): settings.kernel_pool_size for language in specs.enabled}
+    return Execution(
+        registry,
+        KernelPool(launcher, sizes),
+        specs,
+        limits,
+        settings.kernel_idle_seconds,
+        None,
+        sandboxed=confinement is not None,
+    )
+
+
+class Execution:
+    def __init__(
+        self,
+        registry: RoomRegistry,
+        pool: KernelPool | None,
+        specs: KernelSpecs,
+        limits: RunLimits,
+        idle_s: float,
+        disabled_reason: str | None,
+        sandboxed: bool = False,
+    ) -> None:
+        self.registry = registry
+        self.sandboxed = sandboxed
+        self.pool = pool
+        self.specs = specs
+        self.limits = limits
+        self.idle_s = idle_s
+        self.disabled_reason = disabled_reason
+        self.emit_to: EmitTo | None = None
+        self._kernels: dict[str, RoomKernel] = {}
+        self._inputs: dict[str, _PendingInput] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+
+    def status(self) -> dict[str, Any]:
+        """What a room is told about code execution here."""
+        return {
+            "enabled": self.pool is not None,
+            "sandboxed": self.sandboxed,
+            "reason": self.disabled_reason,
+            "languages": list(self.specs.enabled),
+        }
+
+    def start(self) -> None:
+        if self.pool is not None:
+            self.pool.start()
+            self._reaper = asyncio.create_task(self._reap_idle())
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for kernel in self._kernels.values():
+            await kernel.close()
+        self._kernels.clear()
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def run(self, info: RoomInfo, who: Participant, file: str, code: str | None) -> None:
+        """Start a run of ``code`` (a selection or cell), or of ``file`` as it is now."""
+        kernel = self._kernel_for(info)
+        if code is None:
+            room = await self.registry.open(info.id)
+            code = files_of(room.doc).get(file)
+            self.registry.release(room)
+            if code is None:
+                raise BadRequest(f"no file {file!r} in this room")
+        task = asyncio.create_task(kernel.run(Runner(who.id, who.name), file, code))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def interrupt(self, info: RoomInfo) -> bool:
+        kernel = self._kernels.get(info.id)
+        return kernel is not None and await kernel.interrupt()
+
+    async def restart(self, info: RoomInfo) -> None:
+        kernel = self._kernels.get(info.id)
+        if kernel is not None:
+            await kernel.restart()
+
+    def answer(self, info: RoomInfo, who: Participant, value: str) -> None:
+        pending = self._inputs.get(info.id)
+        if pending is None or pending.answer.done():
+            raise Conflict("no run is waiting for input")
+        if pending.participant_id != who.id:
+            raise Conflict("the run is waiting for the participant who started it")
+        pending.answer.set_result(value)
+
+    async def close_room(self, room_id: str) -> None:
+        """The round ended: the room's kernel goes, with whatever it held."""
+        kernel = self._kernels.pop(room_id, None)
+        if kernel is not None:
+            await kernel.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _kernel_for(self, info: RoomInfo) -> RoomKernel:
+        if self.disabled_reason is not None or self.pool is None:
+            raise Conflict(f"code execution is disabled on this server: {self.disabled_reason}")
+        kernel = self._kernels.get(info.id)
+        if kernel is None:
+            try:
+                spec_name = self.specs.name_for(info.language)
+            except KeyError as e:
+                raise Conflict(f"no kernel for language {info.language!r} here") from e
+
+            async def ask(runner: Runner, prompt: str, password: bool) -> str:
+                return await self._ask(info.id, runner, prompt, password)
+
+            kernel = RoomKernel(
+                self.pool, spec_name, self.limits, RoomOutputs(self.registry, info.id), ask
+            )
+            self._kernels[info.id] = kernel
+        return kernel
+
+    async def _ask(self, room_id: str, runner: Runner, prompt: str, password: bool) -> str:
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._inputs[room_id] = _PendingInput(runner.id, answer)
+        try:
+            if self.emit_to is not None:
+                payload = {"prompt": prompt, "password": password}
+                await self.emit_to(room_id, runner.id, "input_request", payload)
+            return await answer
+        finally:
+            self._inputs.pop(room_id, None)
+
+    async def _reap_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self.idle_s / 2))
+            cutoff = time.monotonic() - self.idle_s
+            for room_id, kernel in list(self._kernels.items()):
+                if kernel.running is None and kernel.last_used < cutoff:
+                    del self._kernels[room_id]
+                    await kernel.close()
+                    log.info("idle kernel shut down", extra={"room": room_id})
