@@ -80,7 +80,8 @@ async def test_both_participants_see_a_run_stream_in(kernel_server: ServerProces
     await eventually(lambda: finished(ivy_doc, 4), timeout=30)
     assert stdout(records(ivy_doc)[3]) == "42\n"
 
-    # The outputs array is part of the recording.
+    # The outputs array is part of the recording (once the group commit has run).
+    await asyncio.sleep(0.3)
     log = await server.history(room)
     assert any(e.author == "system" and b"ZeroDivisionError" in e.update for e in log)
     for c in (ivy_doc, cal_doc):
