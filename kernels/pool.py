@@ -113,7 +113,7 @@ class KernelHandle:
     """One running kernel and a client connected to it."""
 
     spec_name: str
-    manager: ConfinedKernelManager
+    manager: AsyncKernelManager  # a local, confined one, or a gateway's
     client: AsyncKernelClient
     folder: Path
     confinement: Confinement | None
@@ -181,10 +181,16 @@ class KernelLauncher:
         return KernelHandle(spec_name, manager, client, folder, self.confinement)
 
 
+class Launcher(Protocol):
+    """Starts one kernel: ``KernelLauncher`` here, ``GatewayLauncher`` on a gateway."""
+
+    async def start(self, spec_name: str) -> KernelHandle: ...
+
+
 class KernelPool:
     """Keeps ``size`` started kernels ready per kernelspec and refills in the background."""
 
-    def __init__(self, launcher: KernelLauncher, sizes: dict[str, int]) -> None:
+    def __init__(self, launcher: Launcher, sizes: dict[str, int]) -> None:
         self.launcher = launcher
         self.sizes = sizes
         self._ready: dict[str, deque[KernelHandle]] = {name: deque() for name in sizes}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernels.gateway import GatewayLauncher
 from kernels.pool import KernelLauncher, KernelPool, SandboxConfinement
 from kernels.runs import RoomKernel, RunLimits, Runner
 from kernels.sandbox import MIB, Sandbox, SandboxError, SandboxLimits
@@ -51,6 +52,19 @@ def build_execution(settings: Settings, registry: RoomRegistry) -> Execution:
         log.error("code execution disabled", extra={"reason": reason})
         return Execution(registry, None, specs, limits, settings.kernel_idle_seconds, reason)
 
+    sizes = {specs.name_for(language): settings.kernel_pool_size for language in specs.enabled}
+    if settings.kernel_gateway_url:
+        gateway = GatewayLauncher(settings.kernel_gateway_url, runtime, timeout_s=60)
+        log.info("kernels run on a gateway", extra={"url": settings.kernel_gateway_url})
+        return Execution(
+            registry,
+            KernelPool(gateway, sizes),
+            specs,
+            limits,
+            settings.kernel_idle_seconds,
+            None,
+            where="gateway",
+        )
     try:
         spec_dir = specs.write()
     except RuntimeError as e:
@@ -85,7 +99,6 @@ def build_execution(settings: Settings, registry: RoomRegistry) -> Execution:
         )
         confinement = None
     launcher = KernelLauncher(spec_dir, runtime, confinement, timeout_s=60)
-    sizes = {specs.name_for(language): settings.kernel_pool_size for language in specs.enabled}
     return Execution(
         registry,
         KernelPool(launcher, sizes),
@@ -93,7 +106,7 @@ def build_execution(settings: Settings, registry: RoomRegistry) -> Execution:
         limits,
         settings.kernel_idle_seconds,
         None,
-        sandboxed=confinement is not None,
+        where="sandbox" if confinement is not None else "unsandboxed",
     )
 
 
@@ -106,10 +119,10 @@ class Execution:
         limits: RunLimits,
         idle_s: float,
         disabled_reason: str | None,
-        sandboxed: bool = False,
+        where: str = "",
     ) -> None:
         self.registry = registry
-        self.sandboxed = sandboxed
+        self.where = where  # "sandbox", "gateway" or "unsandboxed" (loudly, by setting)
         self.pool = pool
         self.specs = specs
         self.limits = limits
@@ -125,7 +138,8 @@ class Execution:
         """What a room is told about code execution here."""
         return {
             "enabled": self.pool is not None,
-            "sandboxed": self.sandboxed,
+            "where": self.where,
+            "sandboxed": self.where == "sandbox",
             "reason": self.disabled_reason,
             "languages": list(self.specs.enabled),
         }

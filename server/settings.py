@@ -69,6 +69,7 @@ class Settings:
     kernel_gid: int
     kernel_uid_base: int
     kernel_slots: int
+    kernel_gateway_url: str
     allow_unsandboxed_kernels: bool
     log_level: str
 
