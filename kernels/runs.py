@@ -74,6 +74,7 @@ class RoomKernel:
         self._handle: KernelHandle | None = None
         self._run_lock = asyncio.Lock()
         self._running: str | None = None
+        self._interrupted = False
         self.last_used = time.monotonic()
 
     @property
@@ -85,6 +86,7 @@ class RoomKernel:
         async with self._run_lock:
             run_id = secrets.token_hex(6)
             self._running = run_id
+            self._interrupted = False
             try:
                 return await self._run(run_id, runner, file, code)
             finally:
@@ -92,9 +94,11 @@ class RoomKernel:
                 self.last_used = time.monotonic()
 
     async def interrupt(self) -> bool:
-        if self._handle is None or self._running is None:
+        if self._running is None:
             return False
-        await self._handle.manager.interrupt_kernel()
+        self._interrupted = True
+        if self._handle is not None:  # else the run stops as soon as its kernel is there
+            await self._handle.manager.interrupt_kernel()
         return True
 
     async def restart(self) -> None:
@@ -129,6 +133,10 @@ class RoomKernel:
         }
         await self.sink.begin(record)
         handle = await self._kernel()
+        if self._interrupted:
+            fields = {"status": "interrupted", "ended_at": now_ms(), "note": "interrupted"}
+            await self.sink.finish(run_id, fields)
+            return "interrupted"
         outputs = _OutputBuffer(self.limits.output_max_bytes)
         msg_id = handle.client.execute(code, allow_stdin=True, store_history=True)
         stdin_task = asyncio.create_task(self._serve_stdin(handle, msg_id, runner))
@@ -153,10 +161,15 @@ class RoomKernel:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return await self._stop_overrun(handle, msg_id)
+            # While outputs wait, wake up in time to write them even if nothing else comes.
+            wait = min(FLUSH_EVERY_S if outputs.pending else 0.25, remaining)
             try:
-                msg = await handle.client.get_iopub_msg(timeout=min(0.25, remaining))
+                msg = await handle.client.get_iopub_msg(timeout=wait)
             except queue.Empty:
-                if not await handle.is_alive():
+                if outputs.pending:
+                    await self.sink.add(run_id, outputs.take())
+                    last_flush = loop.time()
+                elif not await handle.is_alive():
                     return await self._died(handle)
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
@@ -170,9 +183,10 @@ class RoomKernel:
             if outputs.pending and loop.time() - last_flush >= FLUSH_EVERY_S:
                 await self.sink.add(run_id, outputs.take())
                 last_flush = loop.time()
-        if outputs.truncated:
-            return ("error" if failed else "ok"), outputs.truncation_note
-        return ("error" if failed else "ok"), ""
+        if self._interrupted:
+            return "interrupted", "interrupted by a participant"
+        status = "error" if failed else "ok"
+        return status, outputs.truncation_note if outputs.truncated else ""
 
     async def _stop_overrun(self, handle: KernelHandle, msg_id: str) -> tuple[str, str]:
         """Interrupt; if the kernel does not come back in time, replace it."""

@@ -175,3 +175,27 @@ async def test_outputs_are_the_servers_alone(kernel_server: ServerProcess) -> No
     await asyncio.sleep(0.1)
     assert records(watcher) == []
     await watcher.close()
+
+
+async def test_interrupt_and_restart(kernel_server: ServerProcess) -> None:
+    server = kernel_server
+    room = server.create_room(files={"main.py": ""})
+    token = server.token(room, "interviewer", "Ivy")
+    doc = await YClient(server.ws_url(room, token)).connect()
+    ivy = await ControlClient(server.url, token).connect()
+    code = "state = 'kept'\nprint('started', flush=True)\nimport time\ntime.sleep(60)"
+    await ivy.call("run", {"file": "main.py", "code": code})
+    await eventually(lambda: len(records(doc)) == 1 and stdout(records(doc)[0]) == "started\n")
+    assert (await ivy.call("interrupt", {})) == {"ok": True, "interrupted": True}
+    await eventually(lambda: finished(doc, 1), timeout=20)
+    stopped = records(doc)[0]
+    assert stopped["status"] == "interrupted" and "interrupted by" in stopped["note"]
+    await ivy.call("run", {"file": "main.py", "code": "print(state)"})
+    await eventually(lambda: finished(doc, 2), timeout=20)
+    assert stdout(records(doc)[1]) == "kept\n"  # an interrupt keeps the kernel's state
+    assert (await ivy.call("restart", {})) == {"ok": True}
+    await ivy.call("run", {"file": "main.py", "code": "print('state' in dir())"})
+    await eventually(lambda: finished(doc, 3), timeout=30)
+    assert stdout(records(doc)[2]) == "False\n"  # a restart does not
+    await doc.close()
+    await ivy.close()
