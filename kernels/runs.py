@@ -93,6 +93,11 @@ class RoomKernel:
                 self._running = None
                 self.last_used = time.monotonic()
 
+    async def prepare(self) -> None:
+        """Take the kernel now rather than at the first run."""
+        async with self._run_lock:
+            await self._kernel()
+
     async def interrupt(self) -> bool:
         if self._running is None:
             return False

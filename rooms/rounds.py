@@ -47,13 +47,13 @@ class RoundKeeper:
         registry: RoomRegistry,
         notify: Notify,
         warnings_s: tuple[float, ...] = WARNINGS_S,
-        on_ended: Callable[[str], Awaitable[None]] | None = None,
+        on_change: Callable[[str, Round], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.notify = notify
         self.warnings_s = warnings_s
-        self.on_ended = on_ended  # e.g. shut the room's kernel down
+        self.on_change = on_change  # e.g. ready the room's kernel, or shut it down
         self._locks: dict[str, asyncio.Lock] = {}
         self._clocks: dict[str, asyncio.Task[None]] = {}
 
@@ -127,6 +127,8 @@ class RoundKeeper:
         await self.store.save_round(room_id, moved)
         await self._record(room_id, who.id, f"round.{moved.state.value}", moved.to_json())
         await self.notify(room_id, "round", moved.to_json())
+        if self.on_change is not None:
+            await self.on_change(room_id, moved)
         return moved
 
     async def _end(self, room_id: str, current: Round, author: str, reason: str) -> Round:
@@ -147,8 +149,8 @@ class RoundKeeper:
         }
         await self._record(room_id, author, "round.ended", stamp)
         await self.notify(room_id, "round", ended.to_json())
-        if self.on_ended is not None:
-            await self.on_ended(room_id)
+        if self.on_change is not None:
+            await self.on_change(room_id, ended)
         clock = self._clocks.pop(room_id, None)
         if clock is not None and clock is not asyncio.current_task():
             clock.cancel()

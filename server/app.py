@@ -88,7 +88,7 @@ def build_services(settings: Settings) -> Services:
 
     execution = build_execution(settings, registry)
     presence = Presence(settings.presence_grace_seconds, on_left)
-    rounds = RoundKeeper(store, registry, notify, on_ended=execution.close_room)
+    rounds = RoundKeeper(store, registry, notify, on_change=execution.round_changed)
     control = ControlNamespace(settings, signer, registry, store, presence, rounds, execution)
     sio.register_namespace(control)
     return Services(

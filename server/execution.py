@@ -8,6 +8,7 @@ when the sandbox is unavailable unless unsandboxed kernels are explicitly allowe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from rooms.document import files_of
 from rooms.errors import BadRequest, Conflict
 from rooms.outputs import RoomOutputs
 from rooms.registry import RoomRegistry
-from rooms.types import Participant, RoomInfo
+from rooms.types import Participant, RoomInfo, Round, RoundState
 from server.settings import Settings
 
 log = logging.getLogger("clarityhire.execution")
@@ -191,11 +192,16 @@ class Execution:
             raise Conflict("the run is waiting for the participant who started it")
         pending.answer.set_result(value)
 
-    async def close_room(self, room_id: str) -> None:
-        """The round ended: the room's kernel goes, with whatever it held."""
-        kernel = self._kernels.pop(room_id, None)
-        if kernel is not None:
-            await kernel.close()
+    async def round_changed(self, room_id: str, round_: Round) -> None:
+        """A live round that opens gets its kernel now, so the first run does not wait; a
+        round that ends loses its kernel, with whatever it held."""
+        if round_.state == RoundState.ENDED:
+            kernel = self._kernels.pop(room_id, None)
+            if kernel is not None:
+                await kernel.close()
+        elif round_.state == RoundState.OPEN and self.pool is not None:
+            with contextlib.suppress(Conflict):
+                await self._kernel_for(await self.registry.info(room_id)).prepare()
 
     # -- internals ---------------------------------------------------------------------------
 
