@@ -15,10 +15,10 @@ is wrapped so that it runs:
 - in a filesystem made of read-only binds of ``/usr`` (the merged-usr links ``/bin``, ``/lib``,
   ``/lib64``, ``/sbin`` are recreated as links), the kernel environment, a handful of harmless
   ``/etc`` files and the optional synthetic ``/etc`` of ``etc_dir``; size-capped private tmpfs
-  on ``/tmp`` and ``/dev/shm``; the room's working folder read-write at ``workdir_mount`` (the
-  cwd and ``HOME``) and the connection folder read-write at its own absolute path (the kernel's
-  ``ipc`` sockets live there). Everything else, the root and ``/dev`` included, is read-only or
-  absent;
+  on ``/tmp``, ``/dev/shm`` and the room's working folder ``workdir_mount`` (the cwd and
+  ``HOME``: its files use capped memory, never the host's disk); the connection folder
+  read-write at its own absolute path (the kernel's ``ipc`` sockets live there). Everything
+  else, the root and ``/dev`` included, is read-only or absent;
 - with an environment built from nothing: ``/usr/bin/env -i`` runs bubblewrap with only the
   variables of ``SandboxCommand.env``. bubblewrap's ``--clearenv`` would not be enough: the
   sandbox's pid 1 is a fork of bubblewrap, and its ``/proc/1/environ`` shows the environment
@@ -62,6 +62,7 @@ class SandboxLimits:
     ``max_processes`` counts every process *and thread* of the kernel's real uid on the whole
     machine (Linux enforces it across user namespaces), so sandboxes that share a uid share it:
     an idle ipykernel with its two bubblewrap processes takes ~14.
+    ``workspace_bytes`` caps the room's working folder, a private tmpfs like them.
     ``tmp_bytes`` caps each of the private tmpfs ``/tmp`` and ``/dev/shm``: their pages are
     memory that ``RLIMIT_AS`` does not see.
     """
@@ -72,6 +73,7 @@ class SandboxLimits:
     max_file_bytes: int = 64 * MIB
     max_open_files: int = 256
     tmp_bytes: int = 64 * MIB
+    workspace_bytes: int = 128 * MIB
 
     def __post_init__(self) -> None:
         for name in (
@@ -81,6 +83,7 @@ class SandboxLimits:
             "max_file_bytes",
             "max_open_files",
             "tmp_bytes",
+            "workspace_bytes",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -367,8 +370,11 @@ class Sandbox:
         for path in sorted({str(self.kernel_env), *self.extra_ro_paths}):
             args += ["--ro-bind", path, path]
         args += [
-            "--bind",
-            str(workdir),
+            # The room's folder is a size-capped tmpfs of its own, not the host's disk: a
+            # program writing files in a loop fills its own quota, never the server's disk.
+            "--size",
+            str(self.limits.workspace_bytes),
+            "--tmpfs",
             self.workdir_mount,
             "--bind",
             str(connection_dir),
@@ -452,7 +458,8 @@ class Sandbox:
             "import os, socket\n"
             "open('probe', 'w').write('ok')\n"
             "names = sorted(n for _, n in socket.if_nameindex())\n"
-            "print(os.getuid(), os.getgid(), os.getcwd(), ','.join(names), os.getpid())\n"
+            "print(os.getuid(), os.getgid(), os.getcwd(), ','.join(names), os.getpid(),\n"
+            "      open('probe').read())\n"
         )
         cmd = self.command([str(self.python), "-I", "-c", probe], workdir, conn)
         try:
@@ -475,14 +482,12 @@ class Sandbox:
         if done.returncode != 0:
             raise SandboxUnavailable(self.explain_failure(done.stderr))
         uid, gid = self.inner_ids
-        expected = f"{uid} {gid} {self.workdir_mount} lo 2"
+        expected = f"{uid} {gid} {self.workdir_mount} lo 2 ok"
         if done.stdout.strip() != expected:
             raise SandboxUnavailable(
                 f"the sandbox probe saw {done.stdout.strip()!r}, expected {expected!r}"
-                " (uid, gid, cwd, network interfaces, pid)"
+                " (uid, gid, cwd, network interfaces, pid, a file written in its folder)"
             )
-        if (workdir / "probe").read_text() != "ok":
-            raise SandboxUnavailable("the sandbox probe could not write its working folder")
 
     def explain_failure(self, stderr: str) -> str:
         """Turn bubblewrap's (or the probe's) error output into a reason with a remedy."""

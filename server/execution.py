@@ -80,6 +80,7 @@ def build_execution(settings: Settings, registry: RoomRegistry) -> Execution:
                 cpu_seconds=settings.kernel_cpu_seconds,
                 max_processes=settings.kernel_max_processes,
                 max_file_bytes=settings.kernel_max_file_mb * MIB,
+                workspace_bytes=settings.kernel_workspace_mb * MIB,
             ),
             etc_dir=runtime / "etc",
         )

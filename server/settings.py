@@ -65,6 +65,7 @@ class Settings:
     kernel_cpu_seconds: int
     kernel_max_processes: int
     kernel_max_file_mb: int
+    kernel_workspace_mb: int
     kernel_uid: int
     kernel_gid: int
     kernel_uid_base: int

@@ -136,3 +136,32 @@ async def test_kernels_are_refused_without_a_sandbox(
     assert refused["reason"].startswith("code execution is disabled on this server")
     await cal.close()
     await asyncio.sleep(0)
+
+
+async def test_filling_the_workspace_stops_at_its_quota(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    server = make_server()
+    room = server.create_room(files={"main.py": ""})
+    token = server.token(room, "candidate")
+    doc = await YClient(server.ws_url(room, token)).connect()
+    cal = await ControlClient(server.url, token).connect()
+    code = (
+        "import os\n"
+        "n = 0\n"
+        "try:\n"
+        "    while n < 400:\n"  # bounded: at most 400 x 16 MB, far over the 128 MB quota
+        "        with open(f'fill{n}', 'wb') as f:\n"
+        "            f.write(b'x' * 16 * 1024 * 1024)\n"
+        "        n += 1\n"
+        "except OSError as e:\n"
+        "    print('stopped', n < 400, e.errno)\n"
+        "for name in os.listdir('.'):\n"
+        "    os.remove(name)\n"
+        "open('after', 'w').write('ok'); print(open('after').read())"
+    )
+    await cal.call("run", {"file": "main.py", "code": code})
+    await eventually(lambda: finished(doc, 1), timeout=60)
+    assert stdout(records(doc)[0]) == "stopped True 28\nok\n"  # 28: ENOSPC
+    await doc.close()
+    await cal.close()
