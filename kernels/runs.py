@@ -96,7 +96,7 @@ class RoomKernel:
     async def prepare(self) -> None:
         """Take the kernel now rather than at the first run."""
         async with self._run_lock:
-            await self._kernel()
+            await self._kernel()  # the kernel is kept; whether it replaced one is moot here
 
     async def interrupt(self) -> bool:
         if self._running is None:
@@ -117,12 +117,15 @@ class RoomKernel:
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _kernel(self) -> KernelHandle:
-        if self._handle is None or not await self._handle.is_alive():
-            if self._handle is not None:
-                await self._handle.shutdown()
+    async def _kernel(self) -> tuple[KernelHandle, bool]:
+        """The room's kernel, and whether it had to replace one that died since last used."""
+        died = self._handle is not None and not await self._handle.is_alive()
+        if died and self._handle is not None:
+            await self._handle.shutdown()
+            self._handle = None
+        if self._handle is None:
             self._handle = await self.pool.take(self.spec_name)
-        return self._handle
+        return self._handle, died
 
     async def _run(self, run_id: str, runner: Runner, file: str, code: str) -> str:
         record = {
@@ -137,7 +140,7 @@ class RoomKernel:
             "note": "",
         }
         await self.sink.begin(record)
-        handle = await self._kernel()
+        handle, replaced = await self._kernel()
         if self._interrupted:
             fields = {"status": "interrupted", "ended_at": now_ms(), "note": "interrupted"}
             await self.sink.finish(run_id, fields)
@@ -152,6 +155,9 @@ class RoomKernel:
             await asyncio.gather(stdin_task, return_exceptions=True)
         if outputs.pending:
             await self.sink.add(run_id, outputs.take())
+        if replaced:
+            lost = "the kernel had died since the last run: this run started in a fresh one"
+            note = f"{lost}; {note}" if note else lost
         await self.sink.finish(run_id, {"status": status, "ended_at": now_ms(), "note": note})
         return status
 

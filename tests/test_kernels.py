@@ -199,3 +199,25 @@ async def test_interrupt_and_restart(kernel_server: ServerProcess) -> None:
     assert stdout(records(doc)[2]) == "False\n"  # a restart does not
     await doc.close()
     await ivy.close()
+
+
+async def test_a_kernel_that_dies_between_runs_is_replaced_and_said_so(
+    kernel_server: ServerProcess,
+) -> None:
+    server = kernel_server
+    room = server.create_room(files={"main.py": ""})
+    token = server.token(room, "candidate")
+    doc = await YClient(server.ws_url(room, token)).connect()
+    cal = await ControlClient(server.url, token).connect()
+    later_exit = "import os, threading, time\nthreading.Timer(0.3, os._exit, (1,)).start()"
+    await cal.call("run", {"file": "main.py", "code": later_exit})
+    await eventually(lambda: finished(doc, 1), timeout=30)
+    assert records(doc)[0]["status"] == "ok"
+    await asyncio.sleep(1.0)
+    await cal.call("run", {"file": "main.py", "code": "print('again')"})
+    await eventually(lambda: finished(doc, 2), timeout=30)
+    second = records(doc)[1]
+    assert stdout(second) == "again\n"
+    assert "had died since the last run" in second["note"]
+    await doc.close()
+    await cal.close()
