@@ -34,17 +34,21 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
+# Ahead of bench/ (sys.path[0]), where this file would shadow the ``kernels`` package.
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from conftest import ServerProcess  # noqa: E402
@@ -57,6 +61,7 @@ from yclient import YClient  # noqa: E402
 
 from kernels.specs import KernelSpecs  # noqa: E402
 
+T = TypeVar("T")
 RESULTS = REPO / "bench/results/kernels.json"
 KERNEL_ENV = REPO / ".kernel-env"
 CODE = "print(1)"
@@ -67,6 +72,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # over this many connections of its candidate so that pacing, not the limiter, sets the rate.
 CONTROL_CONNECTIONS = 5
 CONCURRENT_ROOMS = 10
+WARM_POOL_SIZE = 1
 TARGET_WARM_P50_MS = 30.0
 TARGET_WARM_P99_MS = 100.0
 TARGET_RATIO = 3.0
@@ -85,6 +91,7 @@ class BenchConfig:
     rounds: int
     cold_samples: int
     out: Path
+    profile: Path | None
 
 
 def parse_args(argv: list[str] | None) -> BenchConfig:
@@ -95,10 +102,15 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     parser.add_argument("--rounds", type=int, default=5, help="concurrent rounds")
     parser.add_argument("--cold", type=int, default=3, help="cold starts (one room each)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the server during the warm runs, to this file"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        return BenchConfig(args.runs or 20, 3, args.gap_ms / 1000, 2, 1, args.out)
-    return BenchConfig(args.runs or 200, 10, args.gap_ms / 1000, args.rounds, args.cold, args.out)
+        return BenchConfig(args.runs or 20, 3, args.gap_ms / 1000, 2, 1, args.out, args.profile)
+    runs = args.runs or 200
+    gap_s = args.gap_ms / 1000
+    return BenchConfig(runs, 10, gap_s, args.rounds, args.cold, args.out, args.profile)
 
 
 # ---------------------------------------------------------------------------------- statistics
@@ -299,15 +311,43 @@ def read_proc(pid: int, name: str) -> str:
         return ""
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by one process; 0 if gone."""
+    stat = read_proc(pid, "stat")
+    if not stat:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def tree_cpu_s(root: int) -> float:
-    """CPU seconds (user + system) used so far by the live processes of the tree."""
-    total = 0
-    for pid in process_tree(root):
-        stat = read_proc(pid, "stat")
-        if stat:
-            fields = stat.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+    """CPU seconds used so far by the live processes of the tree."""
+    return sum(process_cpu_s(pid) for pid in process_tree(root))
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by the server process, by its kernels (the rest of its tree) and by this
+    client process, from ``start()`` to ``per_run_ms()``."""
+
+    server_pid: int
+    start_s: dict[str, float] = field(default_factory=dict)
+
+    def sample(self) -> dict[str, float]:
+        server = process_cpu_s(self.server_pid)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "server": server,
+            "kernels": tree_cpu_s(self.server_pid) - server,
+            "client": usage.ru_utime + usage.ru_stime,
+        }
+
+    def start(self) -> None:
+        self.start_s = self.sample()
+
+    def per_run_ms(self, runs: int) -> dict[str, float]:
+        end = self.sample()
+        return {k: round((end[k] - self.start_s[k]) * 1000 / runs, 3) for k in end}
 
 
 def kernel_uids(root: int) -> list[int]:
@@ -338,6 +378,50 @@ async def wait_idle(server: ServerProcess, kernels: int, timeout_s: float = 180)
         enough = len(kernel_uids(pid)) >= kernels
         quiet = quiet + 1 if enough and now - before < 0.05 else 0
         before = now
+
+
+@contextlib.asynccontextmanager
+async def profiled(pid: int, output: Path | None) -> AsyncIterator[None]:
+    """Sample ``pid`` with py-spy (collapsed stacks, CPU only) while the block runs."""
+    if output is None:
+        yield
+        return
+    spy = REPO / ".venv/bin/py-spy"
+    argv = [str(spy), "record", "--pid", str(pid), "--rate", "1000", "--nonblocking"]
+    argv += ["--format", "raw", "--output", str(output)]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    await asyncio.sleep(1.0)  # attached
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        if not await asyncio.to_thread(output.exists):
+            raise RuntimeError(f"py-spy wrote no profile: {err.decode(errors='replace')}")
+
+
+def profile_top(path: Path, count: int = 20) -> list[tuple[str, float]]:
+    """Functions by the share of CPU samples they appear in (inclusive), leaving out the
+    frames that are in every sample of their threads (the event loop and what runs it)."""
+    per_frame: Counter[str] = Counter()
+    per_root: Counter[str] = Counter()
+    roots_of: dict[str, set[str]] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames, samples = stack.split(";"), int(count_text)
+        per_root[frames[0]] += samples
+        for frame in set(frames):
+            per_frame[frame] += samples
+            roots_of.setdefault(frame, set()).add(frames[0])
+    total = sum(per_root.values())
+    shown = [
+        (frame, n)
+        for frame, n in per_frame.most_common()
+        if n < sum(per_root[root] for root in roots_of[frame])
+    ]
+    return [(frame, round(n / total, 3)) for frame, n in shown[:count]]
 
 
 # ---------------------------------------------------------------------------------- scenarios
@@ -411,40 +495,44 @@ class WarmResult:
     runs: list[RunWatch]
     execution: dict[str, Any]
     kernel_uids: list[int]
+    cpu_ms_per_run: dict[str, float]
 
 
 async def measure_warm(config: BenchConfig) -> WarmResult:
     """One room, its kernel taken from the pool and up; runs one after another."""
-    async with running_server(pool_size=1) as server:
+    async with running_server(pool_size=WARM_POOL_SIZE) as server:
         room = await RoomClients.join(server, CONTROL_CONNECTIONS)
         try:
             first = await room.run()
-            await wait_idle(server, kernels=2)  # the pool has refilled behind the room
+            await wait_idle(server, kernels=WARM_POOL_SIZE + 1)  # the pool has refilled
             for _ in range(config.warmup):
                 await room.run()
                 await asyncio.sleep(config.gap_s)
-            runs = []
-            for _ in range(config.runs):
-                runs.append(await room.run())
-                await asyncio.sleep(config.gap_s)
             assert server.proc is not None
+            cpu = CpuMeter(server.proc.pid)
+            runs = []
+            async with profiled(server.proc.pid, config.profile):
+                cpu.start()
+                for _ in range(config.runs):
+                    runs.append(await room.run())
+                    await asyncio.sleep(config.gap_s)
+                used = cpu.per_run_ms(config.runs)
             uids = kernel_uids(server.proc.pid)
         finally:
             await room.close()
-    return WarmResult(first.latency_ms(), runs, room.execution, uids)
+    return WarmResult(first.latency_ms(), runs, room.execution, uids, used)
 
 
 @dataclass
 class ConcurrentResult:
-    first_round_ms: list[float]  # every room's first run: kernels taken from the pool
-    rounds_ms: list[float]
+    first_round: list[RunWatch]  # every room's first run: kernels taken from the pool
+    rounds: list[RunWatch]
 
 
-async def run_round(rooms: list[RoomClients]) -> list[float]:
-    """Every room sends ``run`` at once; the latency of each."""
+async def run_round(rooms: list[RoomClients]) -> list[RunWatch]:
+    """Every room sends ``run`` at once."""
     watches = await asyncio.gather(*(room.send_run() for room in rooms))
-    done = await asyncio.gather(*(finish(watch) for watch in watches))
-    return [watch.latency_ms() for watch in done]
+    return list(await asyncio.gather(*(finish(watch) for watch in watches)))
 
 
 async def measure_concurrent(config: BenchConfig) -> ConcurrentResult:
@@ -453,9 +541,10 @@ async def measure_concurrent(config: BenchConfig) -> ConcurrentResult:
         try:
             first = await run_round(rooms)
             await wait_idle(server, kernels=2 * CONCURRENT_ROOMS)
-            timed: list[float] = []
+            timed: list[RunWatch] = []
             for _ in range(config.rounds):
-                await asyncio.sleep(config.gap_s)
+                # each room's one connection may send 2 runs/s: keep rounds apart
+                await asyncio.sleep(max(config.gap_s, 0.5))
                 timed += await run_round(rooms)
         finally:
             for room in rooms:
@@ -502,14 +591,23 @@ class Report:
     floor_idle_p50_ms: float
     floor_idle_p99_ms: float
     warm_phases_p50_ms: dict[str, float]
+    concurrent10_phases_p50_ms: dict[str, float]
+    warm_cpu_ms_per_run: dict[str, float]
     pool_size: int
     concurrent_pool_size: int
     gap_ms: float
     sandboxed: bool
     execution: dict[str, Any]
     kernel_uids: list[int]
+    profile: str | None
     machine: dict[str, Any]
     samples_ms: dict[str, list[float]]
+
+
+def phases_p50(watches: list[RunWatch]) -> dict[str, float]:
+    """p50 of each client-side stamp, in ms after sending ``run``."""
+    keys = ("ack", "record", "first_output", "finished")
+    return {k: round(percentile([w.phases_ms()[k] for w in watches], 50), 3) for k in keys}
 
 
 def build_report(
@@ -521,14 +619,13 @@ def build_report(
     machine: dict[str, Any],
 ) -> Report:
     warm_ms = [run.latency_ms() for run in warm.runs]
-    w, f, fi = Summary.of(warm_ms), Summary.of(floor.first_output_ms), Summary.of(floor.idle_ms)
-    c = Summary.of(concurrent.rounds_ms)
+    concurrent_ms = [run.latency_ms() for run in concurrent.rounds]
+    first_round_ms = [run.latency_ms() for run in concurrent.first_round]
+    w, c = Summary.of(warm_ms), Summary.of(concurrent_ms)
+    f, fi = Summary.of(floor.first_output_ms), Summary.of(floor.idle_ms)
     ratio = round(w.p50 / f.p50, 2)
-    phases = {
-        key: round(percentile([run.phases_ms()[key] for run in warm.runs], 50), 3)
-        for key in ("ack", "record", "first_output", "finished")
-    }
-    sandboxed = bool(warm.execution.get("sandboxed")) and all(uid > 0 for uid in warm.kernel_uids)
+    meets = w.p50 < TARGET_WARM_P50_MS and w.p99 < TARGET_WARM_P99_MS and ratio <= TARGET_RATIO
+    confined = bool(warm.kernel_uids) and all(uid != 0 for uid in warm.kernel_uids)
     return Report(
         warm_p50_ms=round(w.p50, 3),
         warm_p99_ms=round(w.p99, 3),
@@ -537,31 +634,33 @@ def build_report(
         floor_p50_ms=round(f.p50, 3),
         floor_p99_ms=round(f.p99, 3),
         ratio_warm_to_floor=ratio,
-        meets_target=w.p50 < TARGET_WARM_P50_MS
-        and w.p99 < TARGET_WARM_P99_MS
-        and ratio <= TARGET_RATIO,
+        meets_target=meets,
         warm_runs=w.n,
         warm_max_ms=round(w.max, 3),
         pooled_first_run_ms=warm.pooled_first_run_ms,
         concurrent10_p99_ms=round(c.p99, 3),
         concurrent10_rounds=config.rounds,
-        concurrent10_first_round_p50_ms=round(percentile(concurrent.first_round_ms, 50), 3),
+        concurrent10_first_round_p50_ms=round(percentile(first_round_ms, 50), 3),
         cold_start_samples_ms=cold,
         floor_idle_p50_ms=round(fi.p50, 3),
         floor_idle_p99_ms=round(fi.p99, 3),
-        warm_phases_p50_ms=phases,
-        pool_size=1,
+        warm_phases_p50_ms=phases_p50(warm.runs),
+        concurrent10_phases_p50_ms=phases_p50(concurrent.rounds),
+        warm_cpu_ms_per_run=warm.cpu_ms_per_run,
+        pool_size=WARM_POOL_SIZE,
         concurrent_pool_size=CONCURRENT_ROOMS,
         gap_ms=config.gap_s * 1000,
-        sandboxed=sandboxed,
+        sandboxed=bool(warm.execution.get("sandboxed")) and confined,
         execution=warm.execution,
         kernel_uids=sorted(set(warm.kernel_uids)),
+        profile=str(config.profile) if config.profile else None,
         machine=machine,
         samples_ms={
             "warm": warm_ms,
             "floor": floor.first_output_ms,
-            "concurrent10": concurrent.rounds_ms,
-            "concurrent10_first_round": concurrent.first_round_ms,
+            "floor_idle": floor.idle_ms,
+            "concurrent10": concurrent_ms,
+            "concurrent10_first_round": first_round_ms,
         },
     )
 
@@ -571,7 +670,7 @@ def machine_info() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
-        return done.stdout.strip()
+        return done.stdout.rstrip("\n")  # porcelain lines start with a meaningful space
 
     return {
         "cores": os.cpu_count(),
@@ -585,25 +684,28 @@ def machine_info() -> dict[str, Any]:
 def table(report: Report) -> str:
     """The printed summary."""
     s = report.samples_ms
-    rows: list[tuple[str, int, float, float, float]] = []
-
-    def add(name: str, values: list[float]) -> None:
-        summary = Summary.of(values)
-        rows.append((name, summary.n, summary.p50, summary.p99, summary.max))
-
-    add("floor: jupyter_client execute -> stream", s["floor"])
-    add("warm: run -> first output in doc", s["warm"])
-    add("concurrent10: 10 rooms at once", s["concurrent10"])
-    add("concurrent10, first round (from pool)", s["concurrent10_first_round"])
-    add("cold start (pool 0), first run", report.cold_start_samples_ms)
+    rows = [
+        ("floor: jupyter_client execute -> stream", s["floor"]),
+        ("floor: jupyter_client execute -> idle", s["floor_idle"]),
+        ("warm: run -> first output in doc", s["warm"]),
+        ("concurrent10: 10 rooms at once", s["concurrent10"]),
+        ("concurrent10, first round (from pool)", s["concurrent10_first_round"]),
+        ("cold start (pool 0): first run", report.cold_start_samples_ms),
+    ]
     lines = [f"{'scenario':<42} {'n':>4} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}"]
-    lines += [f"{n:<42} {c:>4} {p50:>9.2f} {p99:>9.2f} {mx:>9.2f}" for n, c, p50, p99, mx in rows]
-    phases = ", ".join(f"{k} {v:.2f}" for k, v in report.warm_phases_p50_ms.items())
+    for name, values in rows:
+        x = Summary.of(values)
+        lines.append(f"{name:<42} {x.n:>4} {x.p50:>9.2f} {x.p99:>9.2f} {x.max:>9.2f}")
+
+    def joined(values: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.2f}" for k, v in values.items())
+
     verdict = "meets" if report.meets_target else "misses"
     lines += [
         "",
-        f"warm phases, p50 ms after send: {phases}",
-        f"floor to idle: p50 {report.floor_idle_p50_ms:.2f} ms, p99 {report.floor_idle_p99_ms:.2f}",
+        f"warm, p50 ms after send: {joined(report.warm_phases_p50_ms)}",
+        f"concurrent10, p50 ms after send: {joined(report.concurrent10_phases_p50_ms)}",
+        f"warm, CPU ms per run: {joined(report.warm_cpu_ms_per_run)}",
         f"pooled first run: {report.pooled_first_run_ms:.2f} ms; sandboxed: {report.sandboxed}",
         f"warm / floor p50: {report.ratio_warm_to_floor:.2f}x; {verdict} the target "
         f"(p50 < {TARGET_WARM_P50_MS:g} ms, p99 < {TARGET_WARM_P99_MS:g} ms, "
@@ -615,29 +717,23 @@ def table(report: Report) -> str:
 # ---------------------------------------------------------------------------------- main
 
 
+async def timed(name: str, step: Awaitable[T]) -> T:
+    """Await one scenario, saying how long it took."""
+    started = time.monotonic()
+    print(f"{name} ...", end=" ", flush=True)
+    result = await step
+    print(f"{time.monotonic() - started:.0f} s", flush=True)
+    return result
+
+
 async def run_all(config: BenchConfig) -> Report:
     machine = machine_info()
-    steps: list[tuple[str, Callable[[], Any]]] = [
-        ("floor", lambda: measure_floor(config)),
-        ("warm", lambda: measure_warm(config)),
-        ("concurrent10", lambda: measure_concurrent(config)),
-        ("cold", lambda: measure_cold(config)),
-    ]
-    results: dict[str, Any] = {}
-    for name, step in steps:
-        started = time.monotonic()
-        print(f"{name} ...", end=" ", flush=True)
-        results[name] = await step()
-        print(f"{time.monotonic() - started:.0f} s", flush=True)
+    floor = await timed("floor", measure_floor(config))
+    warm = await timed("warm", measure_warm(config))
+    concurrent = await timed("concurrent10", measure_concurrent(config))
+    cold = await timed("cold", measure_cold(config))
     machine["loadavg_end"] = list(os.getloadavg())
-    return build_report(
-        config,
-        results["floor"],
-        results["warm"],
-        results["concurrent10"],
-        results["cold"],
-        machine,
-    )
+    return build_report(config, floor, warm, concurrent, cold, machine)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -646,6 +742,10 @@ def main(argv: list[str] | None = None) -> int:
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(json.dumps(asdict(report), indent=1) + "\n")
     print("\n" + table(report))
+    if config.profile is not None:
+        print(f"\nserver profile during the warm runs ({config.profile}), inclusive CPU share:")
+        for frame, share in profile_top(config.profile):
+            print(f"  {share:6.1%}  {frame}")
     print(f"\nwrote {config.out}")
     return 0
 

@@ -55,6 +55,7 @@ class RoundKeeper:
         self.warnings_s = warnings_s
         self.on_change = on_change  # e.g. ready the room's kernel, or shut it down
         self._locks: dict[str, asyncio.Lock] = {}
+        self._rounds: dict[str, Round] = {}
         self._clocks: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
@@ -69,13 +70,17 @@ class RoundKeeper:
         self._clocks.clear()
 
     async def current(self, room_id: str) -> Round:
-        return await self.store.get_round(room_id)
+        """The round of a room (this node's copy: every change goes through this keeper)."""
+        known = self._rounds.get(room_id)
+        if known is None:
+            known = self._rounds[room_id] = await self.store.get_round(room_id)
+        return known
 
     async def arrived(self, info: RoomInfo, who: Participant) -> Round:
         """A participant connected: an interviewer opens a live room, a candidate starts a solo
         room's clock."""
         async with self._lock(info.id):
-            current = await self.store.get_round(info.id)
+            current = await self.current(info.id)
             if current.state != RoundState.SCHEDULED:
                 return current
             if info.kind == RoomKind.LIVE and who.role == Role.INTERVIEWER:
@@ -86,7 +91,7 @@ class RoundKeeper:
                 moved = replace(
                     current, state=RoundState.LIVE, started_us=started, deadline_us=deadline
                 )
-                await self.store.save_round(info.id, moved)
+                await self._save(info.id, moved)
                 if deadline is not None:
                     self._arm(info.id, deadline)  # armed first: the clock must run whatever
                 return await self._move(info.id, moved, who)
@@ -95,7 +100,7 @@ class RoundKeeper:
     async def act(self, info: RoomInfo, who: Participant, action: str) -> Round:
         """``start`` and ``end`` (interviewer, live rooms) or ``submit`` (candidate, solo)."""
         async with self._lock(info.id):
-            current = await self.store.get_round(info.id)
+            current = await self.current(info.id)
             if current.state == RoundState.ENDED:
                 raise Conflict("the round has already ended")
             if action == "start":
@@ -120,11 +125,15 @@ class RoundKeeper:
 
     # -- internals ---------------------------------------------------------------------------
 
+    async def _save(self, room_id: str, round_: Round) -> None:
+        await self.store.save_round(room_id, round_)
+        self._rounds[room_id] = round_
+
     def _lock(self, room_id: str) -> asyncio.Lock:
         return self._locks.setdefault(room_id, asyncio.Lock())
 
     async def _move(self, room_id: str, moved: Round, who: Participant) -> Round:
-        await self.store.save_round(room_id, moved)
+        await self._save(room_id, moved)
         await self._record(room_id, who.id, f"round.{moved.state.value}", moved.to_json())
         await self.notify(room_id, "round", moved.to_json())
         if self.on_change is not None:
@@ -141,7 +150,7 @@ class RoundKeeper:
         finally:
             self.registry.release(room)
         ended = replace(current, state=RoundState.ENDED, ended_us=now_us(), ended_reason=reason)
-        await self.store.save_round(room_id, ended)
+        await self._save(room_id, ended)
         stamp = {
             **ended.to_json(),
             "final_seq": seq,
@@ -182,7 +191,7 @@ class RoundKeeper:
         while True:  # the end must happen: retry through a failing store
             try:
                 async with self._lock(room_id):
-                    current = await self.store.get_round(room_id)
+                    current = await self.current(room_id)
                     if current.state == RoundState.LIVE:
                         await self._end(room_id, current, SYSTEM_AUTHOR, "deadline")
                 return
