@@ -55,6 +55,7 @@ async def test_both_participants_see_a_run_stream_in(kernel_server: ServerProces
     ivy_doc = await YClient(server.ws_url(room, ivy_token)).connect()
     cal_doc = await YClient(server.ws_url(room, cal_token)).connect()
     cal = await ControlClient(server.url, cal_token).connect()
+    ivy = await ControlClient(server.url, ivy_token).connect()
 
     assert (await cal.call("run", {"file": "main.py"})) == {"ok": True}
     for doc in (ivy_doc, cal_doc):
@@ -71,8 +72,8 @@ async def test_both_participants_see_a_run_stream_in(kernel_server: ServerProces
     image = records(ivy_doc)[1]["outputs"][0]
     assert image["type"] == "display_data" and image["data"]["image/png"].startswith("iVBOR")
 
-    # Errors come with their traceback; state persists between runs like a REPL.
-    await cal.call("run", {"file": "main.py", "code": "x = 41\n1/0"})
+    # Errors come with their traceback; state persists between runs like a REPL, whoever runs.
+    await ivy.call("run", {"file": "main.py", "code": "x = 41\n1/0"})
     await eventually(lambda: finished(ivy_doc, 3), timeout=30)
     error = records(ivy_doc)[2]
     assert error["status"] == "error" and error["outputs"][0]["ename"] == "ZeroDivisionError"
@@ -87,6 +88,7 @@ async def test_both_participants_see_a_run_stream_in(kernel_server: ServerProces
     for c in (ivy_doc, cal_doc):
         await c.close()
     await cal.close()
+    await ivy.close()
 
 
 async def test_limits_stop_runs_and_the_next_run_works(kernel_server: ServerProcess) -> None:
