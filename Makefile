@@ -23,11 +23,8 @@ system-packages:
 	@command -v bwrap >/dev/null && $(KERNEL_PYTHON) -c 'import ensurepip' 2>/dev/null || \
 	  (apt-get update -q && apt-get install -y -q bubblewrap python3-venv)
 
-$(KERNEL_STAMP): | system-packages
-	test -x $(KERNEL_ENV)/bin/python || $(KERNEL_PYTHON) -m venv $(KERNEL_ENV)
-	$(KERNEL_ENV)/bin/python -m pip install -q --upgrade pip
-	$(KERNEL_ENV)/bin/python -m pip install -q ipykernel bash_kernel
-	chmod -R a+rX $(KERNEL_ENV)
+$(KERNEL_STAMP): kernels/build_env.sh | system-packages
+	kernels/build_env.sh $(KERNEL_ENV) $(KERNEL_PYTHON)
 	touch $(KERNEL_STAMP)
 
 ## kernel-env: the world-readable Python that sandboxed kernels run (see kernels/sandbox.py)
