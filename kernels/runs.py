@@ -9,6 +9,7 @@ started meanwhile wait their turn. Outputs go to an ``OutputSink`` (the room doc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import queue
@@ -89,6 +90,12 @@ class RoomKernel:
             self._interrupted = False
             try:
                 return await self._run(run_id, runner, file, code)
+            except Exception as e:  # no kernel could be had, the document refused a write...
+                log.exception("run failed", extra={"run": run_id})
+                fields = {"status": "killed", "ended_at": now_ms(), "note": f"run failed: {e}"}
+                with contextlib.suppress(Exception):
+                    await self.sink.finish(run_id, fields)
+                return "killed"
             finally:
                 self._running = None
                 self.last_used = time.monotonic()
