@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import stat
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,7 +45,7 @@ class _PendingInput:
 
 def build_execution(settings: Settings, registry: RoomRegistry) -> Execution:
     """Kernels as the settings say, sandboxed; disabled, with the reason, if that fails."""
-    runtime = Path(settings.kernel_runtime_dir or settings.data_path / "kernels").resolve()
+    runtime = _runtime_dir(settings)
     runtime.mkdir(parents=True, exist_ok=True)
     runtime.chmod(0o711)  # the kernel uid must pass through to its own folders, and no more
     kernel_env = Path(settings.kernel_env).resolve()
@@ -245,3 +248,18 @@ class Execution:
                     del self._kernels[room_id]
                     await kernel.close()
                     log.info("idle kernel shut down", extra={"room": room_id})
+
+
+def _runtime_dir(settings: Settings) -> Path:
+    """Where kernels' folders go: the setting, else ``<data_dir>/kernels`` if the kernels' uids
+    can pass through every folder above it, else a folder of the system's temporary one."""
+    if settings.kernel_runtime_dir:
+        return Path(settings.kernel_runtime_dir).resolve()
+    preferred = settings.data_path / "kernels"
+    data = settings.data_path.resolve()
+    if all(folder.stat().st_mode & stat.S_IXOTH for folder in (data, *data.parents)):
+        return preferred
+    digest = hashlib.sha256(str(settings.data_path).encode()).hexdigest()[:12]
+    fallback = Path(tempfile.gettempdir()) / f"clarityhire-kernels-{digest}"
+    log.info("kernel folders outside data_dir", extra={"path": str(fallback)})
+    return fallback
