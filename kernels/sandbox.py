@@ -191,7 +191,9 @@ class Sandbox:
     usr_links: tuple[str, ...] = ("/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kernel_env", Path(self.kernel_env).absolute())
+        # The real path: bubblewrap binds it as the kernels' uid, which may not be able to
+        # follow a link that lies in a private folder (a checkout under /root, say).
+        object.__setattr__(self, "kernel_env", Path(self.kernel_env).resolve())
         for name in ("kernel_uid", "kernel_gid", "sandbox_uid", "sandbox_gid"):
             value = getattr(self, name)
             if value is None and name.startswith("sandbox_"):
