@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -110,6 +111,10 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         services.execution.start()
         if demo:
             await _announce_demo_room(services)
+        # Everything allocated so far lives as long as the server: keep the cyclic garbage
+        # collector from walking it again and again (a full pass over the ~250k objects that
+        # the imports leave behind showed as pauses in the fan-out's p99).
+        gc.freeze()
         try:
             yield
         finally:
