@@ -11,7 +11,7 @@ from conftest import ServerProcess, eventually
 from pycrdt import Doc, Map, Text
 from yclient import YClient
 
-from rooms.protocol import SyncType, encode_sync, write_var_uint
+from rooms.protocol import AwarenessEntry, SyncType, encode_awareness, encode_sync, write_var_uint
 from rooms.types import Role
 from server.tokens import TokenSigner
 
@@ -160,3 +160,50 @@ async def test_a_frame_with_only_a_length_prefix_is_refused(server: ServerProces
     await attacker.send_raw(b"\x00\x02" + write_var_uint(2**40))
     assert (await attacker.wait_closed())[0] == 4400
     await assert_room_intact(server, room, witness)
+
+
+async def test_an_update_with_missing_dependencies_is_refused(server: ServerProcess) -> None:
+    """An update the CRDT would hold back (it builds on items the room does not have) could
+    later land under someone else's name, or after the round ends: it is refused."""
+    room, witness = await room_with_witness(server)
+    plotter = Doc()
+    plotter.apply_update(witness.doc.get_update())
+    updates: list[bytes] = []
+    plotter.observe(lambda event: updates.append(event.update))
+    text = plotter.get("files", type=Map)["main.py"]
+    assert isinstance(text, Text)
+    text.insert(0, "a")  # never sent
+    text.insert(1, "INJECTED")  # depends on the unsent "a"
+    attacker = await YClient(server.ws_url(room, server.token(room, "candidate"))).connect()
+    await attacker.send_raw(encode_sync(SyncType.UPDATE, updates[1]))
+    code, reason = await attacker.wait_closed()
+    assert (code, reason) == (4422, "update depends on changes this room does not have")
+    await assert_room_intact(server, room, witness)
+    log = await server.history(room)
+    assert all(b"INJECTED" not in e.update for e in log)
+
+
+async def test_meta_is_written_by_the_server_only(server: ServerProcess) -> None:
+    room, witness = await room_with_witness(server)
+    forger = await YClient(server.ws_url(room, server.token(room, "candidate"))).connect()
+    forger.doc.get("meta", type=Map)["seeded_from"] = "someone-elses-room"
+    await forger.flush()
+    code, reason = await forger.wait_closed()
+    assert code == 4403 and "written by the server only" in (reason or "")
+    assert "seeded_from" not in witness.doc.get("meta", type=Map)
+    await assert_room_intact(server, room, witness)
+
+
+async def test_awareness_of_another_participant_cannot_be_taken(server: ServerProcess) -> None:
+    room, witness = await room_with_witness(server)
+    await witness.send_awareness({"user": {"name": "Ivy"}})
+    spoofer = await YClient(server.ws_url(room, server.token(room, "candidate"))).connect()
+    await eventually(lambda: witness.doc.client_id in spoofer.awareness)
+    spoofed = AwarenessEntry(witness.doc.client_id, 2, b'{"user":{"name":"not Ivy"}}')
+    await spoofer.send_raw(encode_awareness([spoofed]))
+    code, reason = await spoofer.wait_closed()
+    assert (code, reason) == (4403, "awareness for a client id that belongs to someone else")
+    late = await YClient(server.ws_url(room, server.token(room, "observer"))).connect()
+    await eventually(lambda: witness.doc.client_id in late.awareness)
+    assert b"Ivy" in late.awareness[witness.doc.client_id]
+    await late.close()
