@@ -198,9 +198,6 @@ class KernelPool:
         self._filling: set[str] = set()  # one filler per kernelspec, or they overfill
         self._closed = False
 
-    def ready(self, spec_name: str) -> int:
-        return len(self._ready.get(spec_name, ()))
-
     def start(self) -> None:
         for name in self.sizes:
             self._refill(name)

@@ -71,11 +71,6 @@ class BadRequest(RoomError):
     status = 400
 
 
-class StoreUnavailable(RoomError):
-    close_code = 4503
-    status = 503
-
-
 class Conflict(RoomError):
     """An action that the room's current state does not allow (ending an ended round)."""
 
