@@ -120,6 +120,10 @@ async def test_limits_stop_runs_and_the_next_run_works(kernel_server: ServerProc
     bomb = await run("b = bytearray(8 * 1024**3)", 5)
     assert bomb["status"] in ("error", "killed")
     assert stdout(await run("print('still fine')", 6)) == "still fine\n"
+
+    crash = await run("import ctypes; ctypes.string_at(0)", 7)  # a segmentation fault
+    assert crash["status"] == "killed" and "the kernel died" in crash["note"]
+    assert stdout(await run("print('after the crash')", 8)) == "after the crash\n"
     await doc.close()
     await cal.close()
 
