@@ -69,8 +69,12 @@ Handler = Callable[[ControlConnection, Any], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True, slots=True)
 class EventRule:
+    """Who may send an event, how big and how often, and what handles it."""
+
     handler: Handler
     roles: frozenset[Role]
+    burst: int
+    per_second: float
     max_bytes: int = 0  # 0: the control_max_payload_bytes setting
 
 
@@ -95,14 +99,16 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.execution = execution
         execution.emit_to = self.emit_to
         self._connections: dict[str, ControlConnection] = {}
+        s = settings
+        candidate = frozenset({Role.CANDIDATE})
         self._rules: dict[str, EventRule] = {
-            "chat": EventRule(self._chat, SPEAKERS),
-            "round": EventRule(self._round, SPEAKERS),
-            "signal": EventRule(self._signal, frozenset({Role.CANDIDATE})),
-            "run": EventRule(self._run, SPEAKERS, settings.run_max_code_bytes + 1024),
-            "interrupt": EventRule(self._interrupt, SPEAKERS),
-            "restart": EventRule(self._restart, SPEAKERS),
-            "input": EventRule(self._input, SPEAKERS),
+            "chat": EventRule(self._chat, SPEAKERS, s.chat_burst, s.chat_per_second),
+            "round": EventRule(self._round, SPEAKERS, 5, 1.0),
+            "signal": EventRule(self._signal, candidate, s.signal_burst, s.signal_per_second),
+            "run": EventRule(self._run, SPEAKERS, 10, 2.0, s.run_max_code_bytes + 1024),
+            "interrupt": EventRule(self._interrupt, SPEAKERS, 5, 1.0),
+            "restart": EventRule(self._restart, SPEAKERS, 3, 0.2),
+            "input": EventRule(self._input, SPEAKERS, 20, 5.0),
         }
 
     # python-socketio dispatches every event through here; we route with our own table so
@@ -146,26 +152,14 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             info = await self.registry.info(claims.room_id)
         except RoomError as e:
             raise socketio.exceptions.ConnectionRefusedError(e.reason) from e
-        s = self.settings
-        conn = ControlConnection(
-            claims.participant,
-            info,
-            {
-                "chat": TokenBucket(s.chat_burst, s.chat_per_second),
-                "signal": TokenBucket(s.signal_burst, s.signal_per_second),
-                "round": TokenBucket(5, 1.0),
-                "run": TokenBucket(10, 2.0),
-                "interrupt": TokenBucket(5, 1.0),
-                "restart": TokenBucket(3, 0.2),
-                "input": TokenBucket(20, 5.0),
-            },
-        )
+        buckets = {name: TokenBucket(r.burst, r.per_second) for name, r in self._rules.items()}
+        conn = ControlConnection(claims.participant, info, buckets)
         self._connections[sid] = conn
         await self.enter_room(sid, info.id)
         who = claims.participant
         joined = self.presence.arrive(info.id, who, now_us())
         round_ = await self.rounds.arrived(info, who)
-        chat = await self.store.events(info.id, ("chat",), s.chat_history)
+        chat = await self.store.events(info.id, ("chat",), self.settings.chat_history)
         await self.emit(
             "welcome",
             {
