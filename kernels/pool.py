@@ -127,11 +127,13 @@ class KernelHandle:
 
     async def shutdown(self) -> None:
         self.client.stop_channels()
-        with contextlib.suppress(Exception):
-            await self.manager.shutdown_kernel(now=True)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        if self.confinement is not None:
-            self.confinement.release(self.work_dir)
+        try:
+            with contextlib.suppress(Exception):
+                await self.manager.shutdown_kernel(now=True)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, self.folder, ignore_errors=True)
+            if self.confinement is not None:
+                self.confinement.release(self.work_dir)
 
 
 class KernelLauncher:
@@ -171,9 +173,9 @@ class KernelLauncher:
             client = manager.client()
             client.start_channels()
             await client.wait_for_ready(timeout=self.timeout_s)
-        except Exception:
+        except BaseException:  # cancelled too: the process, folder and uid slot must not leak
             with contextlib.suppress(Exception):
-                await manager.shutdown_kernel(now=True)
+                await asyncio.shield(manager.shutdown_kernel(now=True))
             shutil.rmtree(folder, ignore_errors=True)
             if self.confinement is not None:
                 self.confinement.release(work_dir)

@@ -76,11 +76,17 @@ class RoomKernel:
         self._run_lock = asyncio.Lock()
         self._running: str | None = None
         self._interrupted = False
+        self._closed = False
         self.last_used = time.monotonic()
 
     @property
     def running(self) -> str | None:
         return self._running
+
+    @property
+    def busy(self) -> bool:
+        """A run in progress or waiting for its turn (or a kernel being taken)."""
+        return self._run_lock.locked()
 
     async def run(self, runner: Runner, file: str, code: str) -> str:
         """Run ``code`` and record it; returns the run's status."""
@@ -89,13 +95,16 @@ class RoomKernel:
             self._running = run_id
             self._interrupted = False
             try:
+                if self._closed:  # the round ended while this run waited for its turn
+                    await self.sink.begin(self._record(run_id, runner, file, code))
+                    return await self._end(run_id, "killed", "the room's kernel was closed")
                 return await self._run(run_id, runner, file, code)
+            except asyncio.CancelledError:  # the server is stopping: say so, then stop
+                await asyncio.shield(self._end(run_id, "killed", "the server stopped"))
+                raise
             except Exception as e:  # no kernel could be had, the document refused a write...
                 log.exception("run failed", extra={"run": run_id})
-                fields = {"status": "killed", "ended_at": now_ms(), "note": f"run failed: {e}"}
-                with contextlib.suppress(Exception):
-                    await self.sink.finish(run_id, fields)
-                return "killed"
+                return await self._end(run_id, "killed", f"run failed: {e}")
             finally:
                 self._running = None
                 self.last_used = time.monotonic()
@@ -103,7 +112,8 @@ class RoomKernel:
     async def prepare(self) -> None:
         """Take the kernel now rather than at the first run."""
         async with self._run_lock:
-            await self._kernel()  # the kernel is kept; whether it replaced one is moot here
+            if not self._closed:
+                await self._kernel()  # whether it replaced a dead one is moot here
 
     async def interrupt(self) -> bool:
         if self._running is None:
@@ -120,6 +130,8 @@ class RoomKernel:
             await old.shutdown()
 
     async def close(self) -> None:
+        """For good: runs still waiting end as ``killed`` instead of starting a kernel."""
+        self._closed = True
         await self.restart()
 
     # -- internals ---------------------------------------------------------------------------
@@ -134,8 +146,9 @@ class RoomKernel:
             self._handle = await self.pool.take(self.spec_name)
         return self._handle, died
 
-    async def _run(self, run_id: str, runner: Runner, file: str, code: str) -> str:
-        record = {
+    @staticmethod
+    def _record(run_id: str, runner: Runner, file: str, code: str) -> dict[str, Any]:
+        return {
             "id": run_id,
             "author": runner.id,
             "author_name": runner.name,
@@ -146,7 +159,17 @@ class RoomKernel:
             "status": "running",
             "note": "",
         }
-        await self.sink.begin(record)
+
+    async def _end(self, run_id: str, status: str, note: str) -> str:
+        """Close a record that could not run to its end (best effort: the sink may be what
+        failed)."""
+        fields = {"status": status, "ended_at": now_ms(), "note": note}
+        with contextlib.suppress(Exception):
+            await self.sink.finish(run_id, fields)
+        return status
+
+    async def _run(self, run_id: str, runner: Runner, file: str, code: str) -> str:
+        await self.sink.begin(self._record(run_id, runner, file, code))
         handle, replaced = await self._kernel()
         if self._interrupted:
             fields = {"status": "interrupted", "ended_at": now_ms(), "note": "interrupted"}
@@ -253,9 +276,13 @@ class RoomKernel:
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             content = msg["content"]
-            answer = await self.ask_input(
-                runner, str(content.get("prompt", "")), bool(content.get("password"))
-            )
+            try:
+                answer = await self.ask_input(
+                    runner, str(content.get("prompt", "")), bool(content.get("password"))
+                )
+            except Exception:  # nobody to ask: an empty line beats waiting for the time limit
+                log.exception("input request failed")
+                answer = ""
             handle.client.input(answer)
 
 

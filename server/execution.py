@@ -8,13 +8,12 @@ when the sandbox is unavailable unless unsandboxed kernels are explicitly allowe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import stat
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +156,7 @@ class Execution:
     async def stop(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -175,9 +175,7 @@ class Execution:
             self.registry.release(room)
             if code is None:
                 raise BadRequest(f"no file {file!r} in this room")
-        task = asyncio.create_task(kernel.run(Runner(who.id, who.name), file, code))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._track(kernel.run(Runner(who.id, who.name), file, code))
 
     async def interrupt(self, info: RoomInfo) -> bool:
         kernel = self._kernels.get(info.id)
@@ -204,8 +202,18 @@ class Execution:
             if kernel is not None:
                 await kernel.close()
         elif round_.state == RoundState.OPEN and self.pool is not None:
-            with contextlib.suppress(Conflict):
-                await self._kernel_for(await self.registry.info(room_id)).prepare()
+            self._track(self._prepare(room_id))
+
+    async def _prepare(self, room_id: str) -> None:
+        try:
+            await self._kernel_for(await self.registry.info(room_id)).prepare()
+        except Exception:  # the first run will try again, and say what went wrong
+            log.exception("could not ready a kernel", extra={"room": room_id})
+
+    def _track(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -244,10 +252,15 @@ class Execution:
             await asyncio.sleep(min(30.0, self.idle_s / 2))
             cutoff = time.monotonic() - self.idle_s
             for room_id, kernel in list(self._kernels.items()):
-                if kernel.running is None and kernel.last_used < cutoff:
+                if kernel.busy or kernel.last_used >= cutoff:
+                    continue
+                if self._kernels.get(room_id) is kernel:  # still this room's, after awaits
                     del self._kernels[room_id]
+                try:
                     await kernel.close()
                     log.info("idle kernel shut down", extra={"room": room_id})
+                except Exception:
+                    log.exception("idle kernel shutdown failed", extra={"room": room_id})
 
 
 def _runtime_dir(settings: Settings) -> Path:

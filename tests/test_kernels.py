@@ -227,3 +227,28 @@ async def test_a_kernel_that_dies_between_runs_is_replaced_and_said_so(
     assert "had died since the last run" in second["note"]
     await doc.close()
     await cal.close()
+
+
+async def test_runs_waiting_when_the_round_ends_never_run(kernel_server: ServerProcess) -> None:
+    server = kernel_server
+    room = server.create_room(files={"main.py": ""})
+    cal_token = server.token(room, "candidate", "Cal")
+    doc = await YClient(server.ws_url(room, cal_token)).connect()
+    ivy = await ControlClient(server.url, server.token(room, "interviewer", "Ivy")).connect()
+    cal = await ControlClient(server.url, cal_token).connect()
+    await ivy.call("round", {"action": "start"})
+    slow = "print('working', flush=True)\nimport time\ntime.sleep(2)"
+    await cal.call("run", {"file": "main.py", "code": slow})
+    await cal.call("run", {"file": "main.py", "code": "print('after the end')"})
+    await eventually(lambda: len(records(doc)) == 1 and stdout(records(doc)[0]) == "working\n")
+    await ivy.call("round", {"action": "end"})
+    await eventually(lambda: finished(doc, 2), timeout=30)
+    first, second = records(doc)
+    assert first["status"] == "killed"
+    assert second["status"] == "killed" and "kernel was closed" in second["note"]
+    assert stdout(second) == ""
+    refused = await cal.call("run", {"file": "main.py", "code": "print(1)"})
+    assert refused["reason"] == "the round has ended: nothing more can be run"
+    await doc.close()
+    await ivy.close()
+    await cal.close()
