@@ -178,9 +178,7 @@ class Room:
             raise InvalidUpdate("update depends on changes this room does not have")
         if not self._changes:
             return False
-        effective = self._changes[0] if len(self._changes) == 1 else merge_updates(*self._changes)
-        self._record(effective, author.id, kind)
-        await self._broadcast(encode_sync(SyncType.UPDATE, effective), exclude=origin)
+        await self._publish(author.id, kind, exclude=origin)
         return True
 
     async def apply_system_change(self, change: Callable[[], None]) -> None:
@@ -193,11 +191,8 @@ class Room:
                 change()
         finally:
             self._server_writing = False
-        if not self._changes:
-            return
-        effective = self._changes[0] if len(self._changes) == 1 else merge_updates(*self._changes)
-        self._record(effective, SYSTEM_AUTHOR, EntryKind.SYSTEM)
-        await self._broadcast(encode_sync(SyncType.UPDATE, effective), exclude=None)
+        if self._changes:
+            await self._publish(SYSTEM_AUTHOR, EntryKind.SYSTEM, exclude=None)
 
     async def apply_awareness(
         self, peer: Peer, frame: bytes, entries: list[AwarenessEntry]
@@ -280,6 +275,12 @@ class Room:
         self._full_state = None
         self._server_root_touched = False
         self._watch(doc)
+
+    async def _publish(self, author_id: str, kind: EntryKind, exclude: Peer | None) -> None:
+        """Log the change just made and send it to everyone else."""
+        effective = self._changes[0] if len(self._changes) == 1 else merge_updates(*self._changes)
+        self._record(effective, author_id, kind)
+        await self._broadcast(encode_sync(SyncType.UPDATE, effective), exclude=exclude)
 
     def _record(self, update: bytes, author_id: str, kind: EntryKind) -> None:
         self._recent.append(update)

@@ -163,13 +163,12 @@ class RoomApi:
         )
 
     async def _room_json(self, info: RoomInfo) -> dict[str, Any]:
-        ws_base = f"{self.settings.base_url.replace('http', 'ws', 1)}/rooms/{info.id}"
         return {
             **info.to_json(),
             "round": (await self.store.get_round(info.id)).to_json(),
             "live": self.registry.is_live(info.id),
-            "doc_url": f"{ws_base}/doc",
-            "notes_url": f"{ws_base}/notes",
+            "doc_url": self.settings.ws_url(info.id),
+            "notes_url": self.settings.ws_url(info.id, "notes"),
         }
 
 

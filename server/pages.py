@@ -76,7 +76,7 @@ and expire.</p>""",
                 status=e.status,
             )
         who = claims.participant
-        ws = f"{self.settings.base_url.replace('http', 'ws', 1)}/rooms/{info.id}/doc"
+        ws = self.settings.ws_url(info.id)
         return _page(
             "Room",
             f"""<h1>Room {escape(info.id)}</h1>

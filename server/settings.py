@@ -86,6 +86,10 @@ class Settings:
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
+    def ws_url(self, room_id: str, doc: str = "doc") -> str:
+        """The WebSocket address of a room's document (``doc``) or private notes (``notes``)."""
+        return f"{self.base_url.replace('http', 'ws', 1)}/rooms/{room_id}/{doc}"
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 

@@ -16,6 +16,11 @@ from pycrdt import Text
 from yclient import YClient
 
 from rooms.document import files_of, load_doc
+from rooms.presence import colour_of
+
+
+def by_name(client: ControlClient) -> dict[str, dict[str, object]]:
+    return {p["name"]: p for p in client.presence()}
 
 
 def people(client: ControlClient) -> dict[str, int]:
@@ -33,7 +38,8 @@ async def test_presence_chat_history_and_reconnects(
     await eventually(lambda: people(ivy) == {"Ivy": 1, "Cal": 1})
     assert {p["name"] for p in cal.welcome["presence"]} == {"Ivy", "Cal"}
     colours = {p["name"]: p["colour"] for p in ivy.presence()}
-    assert colours["Ivy"] != "" and colours["Cal"].startswith("#")
+    assert colours == {name: colour_of(p["id"]) for name, p in by_name(ivy).items()}
+    assert all(len(c) == 7 and c.startswith("#") for c in colours.values())
 
     assert (await cal.call("chat", {"text": "hello!"})) == {"ok": True}
     await ivy.wait_for("chat")

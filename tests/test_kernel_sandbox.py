@@ -43,14 +43,15 @@ HOSTILE: dict[str, tuple[str, str]] = {
     ),
     "write outside": (
         "import os\n"
+        "written = []\n"
         "for path in ('/etc/x', '/usr/x', '/x', os.path.dirname(DATA) + '/x'):\n"
         "    try:\n"
         "        open(path, 'w').write('pwned')\n"
-        "        print('wrote', path)\n"
+        "        written.append(path)\n"
         "    except OSError:\n"
         "        pass\n"
-        "open('mine.txt', 'w').write('ok'); print('outside refused')",
-        "outside refused",
+        "open('mine.txt', 'w').write('ok'); print('written outside', written)",
+        "written outside []",
     ),
     "fork bomb": (
         "import os, time\n"
