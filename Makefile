@@ -9,8 +9,10 @@ PACKAGES := server rooms kernels
 KERNEL_PYTHON ?= /usr/bin/python3
 KERNEL_ENV    := .kernel-env
 KERNEL_STAMP  := $(KERNEL_ENV)/.installed-stamp
+WEB_MODULES   := web/node_modules/.installed-stamp
+WEB_BUNDLE    := web/dist/room.js
 
-.PHONY: run test install kernel-env system-packages lint typecheck bench clean
+.PHONY: run test install kernel-env web system-packages lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +20,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages the kernels need: bubblewrap (the sandbox) and python3-venv (their Python).
+# Debian packages: bubblewrap (the kernels' sandbox), python3-venv (their Python), and
+# chromium (the browser the end-to-end tests drive through Playwright; never its own download).
 system-packages:
-	@command -v bwrap >/dev/null && $(KERNEL_PYTHON) -c 'import ensurepip' 2>/dev/null || \
-	  (apt-get update -q && apt-get install -y -q bubblewrap python3-venv)
+	@command -v bwrap >/dev/null && command -v chromium >/dev/null && \
+	  $(KERNEL_PYTHON) -c 'import ensurepip' 2>/dev/null || \
+	  (apt-get update -q && apt-get install -y -q bubblewrap python3-venv chromium)
 
 $(KERNEL_STAMP): kernels/build_env.sh | system-packages
 	kernels/build_env.sh $(KERNEL_ENV) $(KERNEL_PYTHON)
@@ -30,7 +34,18 @@ $(KERNEL_STAMP): kernels/build_env.sh | system-packages
 ## kernel-env: the world-readable Python that sandboxed kernels run (see kernels/sandbox.py)
 kernel-env: $(KERNEL_STAMP)
 
-install: $(STAMP) $(KERNEL_STAMP)
+# The room page: npm packages from web/package-lock.json, bundled by esbuild into web/dist.
+$(WEB_MODULES): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $(WEB_MODULES)
+
+$(WEB_BUNDLE): $(WEB_MODULES) web/build.mjs $(wildcard web/src/*)
+	cd web && npm run --silent build
+
+## web: build the room page's bundle into web/dist (served under /assets/)
+web: $(WEB_BUNDLE)
+
+install: $(STAMP) $(KERNEL_STAMP) $(WEB_BUNDLE)
 
 ## run: the server on the embedded default (SQLite under var/), with a demo room
 run: install
@@ -52,4 +67,4 @@ bench: install
 	$(BIN)/python bench/sync.py
 
 clean:
-	rm -rf $(VENV) $(KERNEL_ENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(KERNEL_ENV) web/node_modules web/dist var .mypy_cache .ruff_cache .pytest_cache

@@ -41,6 +41,8 @@ EMPTY_STATE_VECTOR = b"\x00"
 EMPTY_UPDATE = b"\x00\x00"
 MAX_AWARENESS_IDS_PER_PEER = 4
 MAX_AWARENESS_STATE_BYTES = 8192
+# How long a departed client id stays reserved for its participant (see apply_awareness).
+AWARENESS_TOMBSTONE_SECONDS = 120.0
 
 
 class Peer(Protocol):
@@ -62,6 +64,15 @@ class SnapshotPolicy:
 class _AwarenessState:
     entry: AwarenessEntry
     owner: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class _Departed:
+    """A client id whose connection left: its last clock, and whose it was."""
+
+    participant_id: str
+    clock: int
+    until: float
 
 
 def now_us() -> int:
@@ -91,6 +102,7 @@ class Room:
         self._log = update_log
         self._snapshots = snapshots
         self._awareness: dict[int, _AwarenessState] = {}
+        self._departed: dict[int, _Departed] = {}
         self._changes: list[bytes] = []
         self._full_state: bytes | None = None
         self._since_snapshot = last_seq - snapshot_seq
@@ -129,6 +141,7 @@ class Room:
             if state is not None and state.owner is peer:
                 del self._awareness[client_id]
                 gone.append(AwarenessEntry(client_id, state.entry.clock + 1, b"null"))
+                self._depart(client_id, peer, state.entry.clock + 1)
         if gone and self.peers:
             await self._broadcast(encode_awareness(gone), exclude=None)
 
@@ -197,31 +210,66 @@ class Room:
     async def apply_awareness(
         self, peer: Peer, frame: bytes, entries: list[AwarenessEntry]
     ) -> None:
-        """Keep the latest awareness state per client and relay the frame to everyone else.
+        """Keep the latest awareness state per client and relay it to everyone else.
 
         A client id belongs to the participant who first used it (their reconnects may take it
         over); states are small, and a connection speaks for a few client ids at most.
+        The y-websocket client sends back every state it receives, so entries for client ids
+        of other participants are dropped without fuss, and so are stale echoes of a client
+        that left. A participant reconnecting with an old clock is told its clock is behind,
+        which makes its client announce itself again with a newer one that others accept.
         """
+        accepted: list[AwarenessEntry] = []
+        behind: list[AwarenessEntry] = []
         for entry in entries:
-            owner = self._awareness.get(entry.client_id)
-            if owner is not None and owner.owner.participant.id != peer.participant.id:
-                raise Forbidden("awareness for a client id that belongs to someone else")
             if len(entry.state_json) > MAX_AWARENESS_STATE_BYTES:
                 raise MessageTooLarge(f"awareness state over {MAX_AWARENESS_STATE_BYTES} bytes")
-            if entry.client_id not in peer.awareness_ids and not entry.removed:
-                if len(peer.awareness_ids) >= MAX_AWARENESS_IDS_PER_PEER:
-                    raise Forbidden("too many awareness client ids on one connection")
-        for entry in entries:
+            owner = self._awareness.get(entry.client_id)
+            if owner is not None:
+                if owner.owner.participant.id == peer.participant.id:
+                    accepted.append(entry)
+                continue
+            departed = self._departed_entry(entry.client_id)
+            if departed is not None:
+                if departed.participant_id != peer.participant.id:
+                    continue
+                if entry.clock <= departed.clock:
+                    if not entry.removed:
+                        behind.append(AwarenessEntry(entry.client_id, departed.clock, b"null"))
+                    continue
+                del self._departed[entry.client_id]
+            if not entry.removed and len(peer.awareness_ids) >= MAX_AWARENESS_IDS_PER_PEER:
+                raise Forbidden("too many awareness client ids on one connection")
+            accepted.append(entry)
+        for entry in accepted:
             owner = self._awareness.get(entry.client_id)
             if owner is not None and owner.owner is not peer:
                 owner.owner.awareness_ids.discard(entry.client_id)
             if entry.removed:
                 self._awareness.pop(entry.client_id, None)
                 peer.awareness_ids.discard(entry.client_id)
+                self._depart(entry.client_id, peer, entry.clock)
             else:
                 self._awareness[entry.client_id] = _AwarenessState(entry, peer)
                 peer.awareness_ids.add(entry.client_id)
-        await self._broadcast(frame, exclude=peer)
+        if behind:
+            await peer.send(encode_awareness(behind))
+        if accepted:
+            relayed = frame if len(accepted) == len(entries) else encode_awareness(accepted)
+            await self._broadcast(relayed, exclude=peer)
+
+    def _depart(self, client_id: int, peer: Peer, clock: int) -> None:
+        until = time.monotonic() + AWARENESS_TOMBSTONE_SECONDS
+        self._departed[client_id] = _Departed(peer.participant.id, clock, until)
+
+    def _departed_entry(self, client_id: int) -> _Departed | None:
+        departed = self._departed.get(client_id)
+        if departed is not None and departed.until < time.monotonic():
+            # Expired: forget it, and every other expired one while we are at it.
+            now = time.monotonic()
+            self._departed = {k: v for k, v in self._departed.items() if v.until >= now}
+            return None
+        return departed
 
     def awareness_frame(self) -> bytes | None:
         if not self._awareness:

@@ -1,17 +1,36 @@
-"""Server-rendered pages: the landing page and the page a participant link opens."""
+"""Server-rendered pages: the landing page, and the room page a participant link opens.
+
+The room page is a small HTML shell around the web bundle (``web/``, built into
+``settings.web_path`` and served under ``/assets/``). The link's token is checked here first,
+so an expired, tampered or other-room link gets a page that says what is wrong instead of an
+app that cannot connect.
+"""
 
 from __future__ import annotations
 
 from html import escape
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from rooms.errors import RoomError
 from rooms.registry import RoomRegistry
+from server.doc_socket import NOTES_ROLES
 from server.settings import Settings
 from server.tokens import TokenSigner
+
+BUNDLE_FILES = ("room.js", "room.css")
+# The room shows run outputs (HTML sanitized in the page): even if something slipped through,
+# nothing may load or run from elsewhere, nor send data anywhere but this server.
+ROOM_PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+NO_FAVICON = "<link rel=icon href='data:,'>"
 
 _STYLE = """
 body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:3rem auto;padding:0 1rem;color:#222}
@@ -24,7 +43,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     html = (
         f"<!doctype html><html lang=en><meta charset=utf-8>"
         f"<meta name=viewport content='width=device-width,initial-scale=1'>"
-        f"<title>{escape(title)} · ClarityHire</title><style>{_STYLE}</style>"
+        f"<title>{escape(title)} · ClarityHire</title>{NO_FAVICON}<style>{_STYLE}</style>"
         f"<body>{body}</body></html>"
     )
     return HTMLResponse(html, status_code=status)
@@ -36,10 +55,12 @@ class Pages:
         self.registry = registry
         self.signer = signer
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[BaseRoute]:
+        assets = StaticFiles(directory=self.settings.web_path, check_dir=False)
         return [
             Route("/", self.landing, methods=["GET"]),
             Route("/rooms/{room_id}", self.room_link, methods=["GET"]),
+            Mount("/assets", assets, name="assets"),
         ]
 
     async def landing(self, request: Request) -> HTMLResponse:
@@ -75,15 +96,50 @@ and candidate, recorded update by update so that every session can be replayed.<
 and expire.</p>""",
                 status=e.status,
             )
+        version = self._bundle_version()
+        if version is None:
+            return _page(
+                "Room page not built",
+                """<h1>The room page has not been built</h1>
+<p class=error>This server has no web bundle in its <code>web_dir</code>.</p>
+<p>Build it with <code>make web</code> (or <code>make run</code>, which builds it too) and
+reload this page. Your link is valid.</p>""",
+                status=503,
+            )
         who = claims.participant
-        ws = self.settings.ws_url(info.id)
-        return _page(
-            "Room",
-            f"""<h1>Room {escape(info.id)}</h1>
-<p>You are <strong>{escape(who.name)}</strong>, joining as <strong>{who.role.value}</strong>
-in a {info.kind.value} {escape(info.language)} room.</p>
-<p>The room's shared document is served over the standard y-websocket protocol at</p>
-<pre>{escape(ws)}?token=…</pre>
-<p>Any Yjs client (the <code>y-websocket</code> provider, or pycrdt) can edit it with the token
-of this link.</p>""",
+        config = {
+            "room": info.to_json(),
+            "participant": {"id": who.id, "name": who.name, "role": who.role.value},
+            "notes": who.role in NOTES_ROLES,
+            "expires_at": claims.expires_at,
+        }
+        # "<" escaped so that no value can close the script element early.
+        config_json = orjson.dumps(config).decode().replace("<", "\\u003c")
+        return HTMLResponse(
+            f"""<!doctype html><html lang=en><meta charset=utf-8>
+<meta name=viewport content="width=device-width,initial-scale=1">
+<title>Room {escape(info.id)} · ClarityHire</title>{NO_FAVICON}
+<link rel=stylesheet href="/assets/room.css?v={version}">
+<script id=room-config type="application/json">{config_json}</script>
+<body><div id=app><p class=loading>Opening the room…</p></div>
+<noscript>The room needs JavaScript.</noscript>
+<script type=module src="/assets/room.js?v={version}"></script>
+</body></html>""",
+            headers={
+                "cache-control": "no-store",
+                "referrer-policy": "no-referrer",
+                "content-security-policy": ROOM_PAGE_POLICY,
+            },
         )
+
+    def _bundle_version(self) -> str | None:
+        """A tag that changes whenever the bundle is rebuilt (for cache busting), or None
+        when it has not been built."""
+        stamps = []
+        for name in BUNDLE_FILES:
+            try:
+                stat = (self.settings.web_path / name).stat()
+            except OSError:
+                return None
+            stamps.append(f"{stat.st_mtime_ns:x}{stat.st_size:x}")
+        return "-".join(stamps)

@@ -72,11 +72,19 @@ class Settings:
     kernel_slots: int
     kernel_gateway_url: str
     allow_unsandboxed_kernels: bool
+    web_dir: str
     log_level: str
 
     @property
     def languages(self) -> tuple[str, ...]:
         return tuple(x.strip() for x in self.kernel_languages.split(",") if x.strip())
+
+    @property
+    def web_path(self) -> Path:
+        """Where the built web bundle is served from."""
+        if self.web_dir:
+            return Path(self.web_dir).resolve()
+        return Path(__file__).resolve().parent.parent / "web" / "dist"
 
     @property
     def data_path(self) -> Path:

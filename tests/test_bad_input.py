@@ -11,7 +11,16 @@ from conftest import ServerProcess, eventually
 from pycrdt import Doc, Map, Text
 from yclient import YClient
 
-from rooms.protocol import AwarenessEntry, SyncType, encode_awareness, encode_sync, write_var_uint
+from rooms.protocol import (
+    AwarenessEntry,
+    MessageType,
+    SyncType,
+    encode_awareness,
+    encode_sync,
+    parse_awareness,
+    parse_message,
+    write_var_uint,
+)
 from rooms.types import Role
 from server.tokens import TokenSigner
 
@@ -195,15 +204,57 @@ async def test_meta_is_written_by_the_server_only(server: ServerProcess) -> None
 
 
 async def test_awareness_of_another_participant_cannot_be_taken(server: ServerProcess) -> None:
+    # The y-websocket client sends back every awareness state it receives, so a state for
+    # someone else's client id is dropped quietly: not relayed, not fatal, and the rest of the
+    # frame still goes through.
     room, witness = await room_with_witness(server)
     await witness.send_awareness({"user": {"name": "Ivy"}})
     spoofer = await YClient(server.ws_url(room, server.token(room, "candidate"))).connect()
     await eventually(lambda: witness.doc.client_id in spoofer.awareness)
     spoofed = AwarenessEntry(witness.doc.client_id, 2, b'{"user":{"name":"not Ivy"}}')
-    await spoofer.send_raw(encode_awareness([spoofed]))
-    code, reason = await spoofer.wait_closed()
-    assert (code, reason) == (4403, "awareness for a client id that belongs to someone else")
+    own = AwarenessEntry(spoofer.doc.client_id, 1, b'{"user":{"name":"Sam"}}')
+    await spoofer.send_raw(encode_awareness([spoofed, own]))
     late = await YClient(server.ws_url(room, server.token(room, "observer"))).connect()
-    await eventually(lambda: witness.doc.client_id in late.awareness)
+    await eventually(lambda: spoofer.doc.client_id in late.awareness)
     assert b"Ivy" in late.awareness[witness.doc.client_id]
+    assert spoofer.connected
     await late.close()
+    await spoofer.close()
+
+
+def own_removals(client: YClient) -> list[int]:
+    """Clocks of the removals of the client's own awareness state that the server sent it."""
+    clocks = []
+    for frame in client.frames:
+        msg_type, _, payload = parse_message(frame)
+        if msg_type == MessageType.AWARENESS:
+            mine = [e for e in parse_awareness(payload) if e.client_id == client.doc.client_id]
+            clocks += [e.clock for e in mine if e.removed]
+    return clocks
+
+
+async def test_a_returning_participant_reclaims_its_cursor_and_echoes_stay_dead(
+    server: ServerProcess,
+) -> None:
+    room, witness = await room_with_witness(server)
+    leaver = await YClient(server.ws_url(room, server.token(room, "candidate"))).connect()
+    await leaver.send_awareness({"user": {"name": "Lee"}}, clock=1)
+    await eventually(lambda: leaver.doc.client_id in witness.awareness)
+    await leaver.close()
+    await eventually(lambda: leaver.doc.client_id not in witness.awareness)
+    # The witness's client echoes the state it last saw: it must not bring Lee back.
+    await witness.send_raw(encode_awareness([AwarenessEntry(leaver.doc.client_id, 1, b"{}")]))
+    await witness.send_awareness({"user": {"name": "Ivy"}}, clock=5)
+    observer = await YClient(server.ws_url(room, server.token(room, "observer"))).connect()
+    await eventually(lambda: b"Ivy" in observer.awareness.get(witness.doc.client_id, b""))
+    assert leaver.doc.client_id not in observer.awareness
+    # Lee comes back with the clock it had: the server says it is behind (a removal at the
+    # clock it knows), and the next announcement, with a newer clock, reaches everyone.
+    await leaver.connect()
+    await leaver.send_awareness({"user": {"name": "Lee"}}, clock=1)
+    await eventually(lambda: own_removals(leaver) == [2])
+    assert leaver.doc.client_id not in observer.awareness
+    await leaver.send_awareness({"user": {"name": "Lee again"}}, clock=3)
+    await eventually(lambda: b"Lee again" in observer.awareness.get(leaver.doc.client_id, b""))
+    await leaver.close()
+    await observer.close()

@@ -1,0 +1,177 @@
+// The room page: wires the session (document + control plane) to the panels.
+// The server renders a shell with the room's config; the link's token stays in the URL so
+// that a reload rejoins.
+
+import './room.css'
+import { RoomSession } from './session.js'
+import { Workspace } from './workspace.js'
+import { OutputPane } from './outputs.js'
+import { PeopleList } from './people.js'
+import { Chat } from './chat.js'
+import { RoundBar } from './round.js'
+import { mountNotes } from './notes.js'
+import { h, toast, fatal } from './ui.js'
+
+const SPEAKERS = new Set(['interviewer', 'candidate'])
+const CONNECTION_TEXT = {
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  reconnecting: 'Offline: reconnecting. Your edits are kept and will be sent.'
+}
+// What a participant can do about a final close, by code.
+const CLOSE_ADVICE = {
+  4401: ['Your link is no longer valid', 'Ask the person who invited you for a new link.'],
+  4403: ['You cannot open this room', 'Check that you used the link you were sent for this room.'],
+  4404: ['This room no longer exists', 'It may have been deleted. Ask the organiser.']
+}
+
+function layout (config) {
+  const { room, participant } = config
+  const el = {
+    round: h('div', { class: 'round' }),
+    connection: h('span', { id: 'connection', 'data-state': 'connecting', role: 'status' },
+      CONNECTION_TEXT.connecting),
+    tabs: h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Files' }),
+    editor: h('div', { class: 'editor' }),
+    toolbar: h('div', { class: 'toolbar' }),
+    outputs: h('div', { id: 'outputs', class: 'outputs' }),
+    people: h('ul', { id: 'people' }),
+    chat: h('div', { id: 'chat', class: 'chat' }),
+    notes: config.notes ? h('section', { id: 'notes', class: 'notes' }) : null
+  }
+  const header = h('header', { class: 'topbar' },
+    h('span', { class: 'brand' }, 'ClarityHire'),
+    h('span', { class: 'room-id', title: 'Room' }, `${room.kind} · ${room.language} · ${room.id}`),
+    el.round,
+    h('span', { class: 'me' }, `${participant.name} (${participant.role})`),
+    el.connection)
+  const main = h('main', { class: 'room' },
+    h('section', { class: 'work' }, el.tabs, el.editor, el.toolbar),
+    h('section', { class: 'side' },
+      h('div', { class: 'panel output-panel' }, h('h2', {}, 'Output'), el.outputs),
+      h('div', { class: 'panel people-panel' }, h('h2', {}, 'People'), el.people),
+      h('div', { class: 'panel chat-panel' }, h('h2', {}, 'Chat'), el.chat),
+      el.notes ? h('div', { class: 'panel notes-panel' }, el.notes) : null))
+  document.getElementById('app').replaceChildren(header, main)
+  return el
+}
+
+function runToolbar (el, session, workspace, pane, canRun) {
+  const run = async (code) => {
+    const { file } = workspace.selection()
+    if (!file) { toast('Open a file to run', 'error'); return }
+    try {
+      await session.request('run', code ? { file, code } : { file })
+    } catch (error) {
+      toast(`Not run: ${error.message}`, 'error')
+    }
+  }
+  const action = async (event, done) => {
+    try {
+      await session.request(event, {})
+      if (done) toast(done)
+    } catch (error) {
+      toast(`${event} failed: ${error.message}`, 'error')
+    }
+  }
+  const buttons = {
+    runFile: h('button', { id: 'run-file', class: 'primary', title: 'Run the open file (Ctrl/Cmd+Enter)',
+      onclick: () => run(null) }, '▶ Run'),
+    runSelection: h('button', { id: 'run-selection', title: 'Run the selected lines (Ctrl/Cmd+Enter with a selection)',
+      onclick: () => {
+        const { code } = workspace.selection()
+        if (code) run(code)
+        else toast('Select some code first', 'error')
+      } }, 'Run selection'),
+    interrupt: h('button', { id: 'interrupt', title: 'Interrupt the running code',
+      onclick: () => action('interrupt') }, '■ Stop'),
+    restart: h('button', { id: 'restart', title: 'Restart the kernel: forget all variables',
+      onclick: () => {
+        if (window.confirm('Restart the kernel for everyone? Variables are lost.')) action('restart', 'Kernel restarted')
+      } }, '↻ Restart')
+  }
+  const status = h('span', { class: 'kernel-status' })
+  el.toolbar.replaceChildren(...Object.values(buttons), status)
+  const refresh = (readOnly, execution) => {
+    const off = !canRun || readOnly || (execution && !execution.enabled)
+    for (const b of Object.values(buttons)) b.disabled = off
+    buttons.interrupt.disabled = off || !pane.running()
+    status.textContent = execution && !execution.enabled
+      ? `Code execution is off: ${execution.reason ?? 'not configured'}`
+      : (pane.running() ? 'Running…' : '')
+  }
+  return { run, refresh }
+}
+
+function start () {
+  const config = JSON.parse(document.getElementById('room-config').textContent)
+  const token = new URLSearchParams(location.search).get('token')
+  const { participant } = config
+  const canSpeak = SPEAKERS.has(participant.role)
+  const el = layout(config)
+  const session = new RoomSession(config, token)
+  session.awareness.setLocalStateField('user', {
+    id: participant.id, name: participant.name, color: '#888', colorLight: '#8883'
+  })
+
+  let readOnly = !canSpeak
+  let execution = null
+  const workspace = new Workspace({
+    doc: session.doc,
+    awareness: session.awareness,
+    tabs: el.tabs,
+    editor: el.editor,
+    canEdit: canSpeak,
+    onRun: (code) => toolbar.run(code)
+  })
+  const pane = new OutputPane(el.outputs, session.doc.getArray('outputs'))
+  const toolbar = runToolbar(el, session, workspace, pane, canSpeak)
+  const people = new PeopleList(el.people, session.awareness, participant)
+  const chat = new Chat(el.chat, session, participant, canSpeak)
+  const round = new RoundBar(el.round, session, { role: participant.role, kind: config.room.kind },
+    (r) => {
+      readOnly = !canSpeak || (participant.role === 'candidate' && r.state === 'ended')
+      workspace.setReadOnly(readOnly)
+      toolbar.refresh(readOnly, execution)
+    })
+  el.outputs.addEventListener('outputs-changed', () => toolbar.refresh(readOnly, execution))
+  toolbar.refresh(readOnly, execution)
+  if (el.notes) mountNotes(el.notes, config.room.id, token, participant.role === 'interviewer')
+
+  session.provider.once('sync', () => workspace.start())
+  session.on('state', ({ state }) => {
+    el.connection.dataset.state = state
+    el.connection.textContent = CONNECTION_TEXT[state]
+  })
+  session.on('closed', ({ code, reason }) => {
+    const [title, advice] = CLOSE_ADVICE[code] ?? ['The room closed this page\'s connection',
+      'Reload the page to try again; if it keeps happening, ask the organiser.']
+    fatal(title, reason, advice)
+  })
+  session.on('welcome', (welcome) => {
+    const me = welcome.presence.find((p) => p.id === participant.id)
+    if (me) {
+      session.awareness.setLocalStateField('user', {
+        id: participant.id, name: participant.name, color: me.colour, colorLight: `${me.colour}33`
+      })
+    }
+    execution = welcome.execution
+    people.set(welcome.presence)
+    chat.reset(welcome.chat)
+    round.set(welcome.round)
+  })
+  session.on('presence', ({ participants }) => people.set(participants))
+  session.on('chat', (line) => chat.add(line))
+  session.on('round', (r) => {
+    round.set(r)
+    if (r.state === 'ended') toast('The round has ended')
+    else if (r.state === 'live') toast('The round is live')
+  })
+  session.on('round_warning', ({ seconds_left: left }) =>
+    toast(`${Math.round(left / 60)} minute(s) left`, 'warning'))
+  session.on('input_request', (request) =>
+    pane.askInput(request, (value) => session.request('input', { value })))
+  session.on('error', ({ event, reason }) => console.warn(`refused ${event}: ${reason}`))
+}
+
+start()

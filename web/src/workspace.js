@@ -1,0 +1,199 @@
+// The workspace: file tabs over the room's `files` map and one CodeMirror editor bound to the
+// open file's Y.Text, with everyone's cursors from awareness.
+
+import * as Y from 'yjs'
+import { basicSetup } from 'codemirror'
+import { EditorView, keymap } from '@codemirror/view'
+import { Compartment, EditorState, Prec } from '@codemirror/state'
+import { indentWithTab } from '@codemirror/commands'
+import { StreamLanguage, indentUnit } from '@codemirror/language'
+import { python } from '@codemirror/lang-python'
+import { shell } from '@codemirror/legacy-modes/mode/shell'
+import { javascript, json, typescript } from '@codemirror/legacy-modes/mode/javascript'
+import { go } from '@codemirror/legacy-modes/mode/go'
+import { c, cpp, java } from '@codemirror/legacy-modes/mode/clike'
+import { sql } from '@codemirror/legacy-modes/mode/sql'
+import { yaml } from '@codemirror/legacy-modes/mode/yaml'
+import { yCollab } from 'y-codemirror.next'
+import { h, askInline, toast } from './ui.js'
+
+const MAX_NAME = 120
+const LEGACY_MODES = {
+  sh: shell, bash: shell, js: javascript, mjs: javascript, ts: typescript, json,
+  go, c, h: c, cpp: cpp, cc: cpp, hpp: cpp, java, sql: sql({}), yml: yaml, yaml
+}
+
+/** Syntax highlighting for a file, chosen by its extension. */
+export function languageFor (name) {
+  const ext = name.includes('.') ? name.split('.').pop().toLowerCase() : ''
+  if (ext === 'py') return python()
+  const mode = LEGACY_MODES[ext]
+  return mode ? StreamLanguage.define(mode) : []
+}
+
+/** Why a file name cannot be used, or null when it can (the same rules as the HTTP API). */
+export function badFileName (name, files) {
+  const parts = name.split('/')
+  if (!name || name.length > MAX_NAME || name.startsWith('/') || parts.includes('..') ||
+      parts.includes('')) return `"${name}" is not a relative file path`
+  if (files.has(name)) return `there is already a file named "${name}"`
+  return null
+}
+
+export class Workspace {
+  /**
+   * @param {object} opts
+   * @param {Y.Doc} opts.doc the room document
+   * @param {import('y-protocols/awareness').Awareness} opts.awareness
+   * @param {HTMLElement} opts.tabs where the file tabs go
+   * @param {HTMLElement} opts.editor where the editor goes
+   * @param {boolean} opts.canEdit whether this role may ever edit
+   * @param {(code: string|null) => void} opts.onRun Ctrl/Cmd+Enter: the selection, or null
+   */
+  constructor ({ doc, awareness, tabs, editor, canEdit, onRun }) {
+    this.doc = doc
+    this.files = doc.getMap('files')
+    this.meta = doc.getMap('meta')
+    this.awareness = awareness
+    this.tabsEl = tabs
+    this.editorEl = editor
+    this.canEdit = canEdit
+    this.readOnly = !canEdit
+    this.onRun = onRun
+    this.current = null
+    this.bound = null
+    this.view = null
+    this.readOnlyCompartment = new Compartment()
+    this.files.observe(() => this._filesChanged())
+  }
+
+  /** Called once the document has synced: open the entry file and draw the tabs. */
+  start () {
+    this._filesChanged()
+  }
+
+  /** Lock or unlock the editor and the file actions (after the round ends, for candidates). */
+  setReadOnly (readOnly) {
+    this.readOnly = readOnly || !this.canEdit
+    this.view?.dispatch({
+      effects: this.readOnlyCompartment.reconfigure(this._readOnlyExtension())
+    })
+    this.editorEl.classList.toggle('read-only', this.readOnly)
+    this._drawTabs()
+  }
+
+  /** The open file's name and the selected text ('' when nothing is selected). */
+  selection () {
+    if (!this.view) return { file: this.current, code: '' }
+    const { from, to } = this.view.state.selection.main
+    return { file: this.current, code: this.view.state.sliceDoc(from, to) }
+  }
+
+  open (name) {
+    const ytext = this.files.get(name)
+    if (!(ytext instanceof Y.Text)) return
+    this.current = name
+    this.bound = ytext
+    this.view?.destroy()
+    this.editorEl.replaceChildren()
+    const state = EditorState.create({
+      doc: ytext.toString(),
+      extensions: [
+        basicSetup,
+        indentUnit.of('    '),
+        languageFor(name),
+        Prec.high(keymap.of([
+          { key: 'Mod-Enter', run: () => { this._runShortcut(); return true } },
+          indentWithTab
+        ])),
+        this.readOnlyCompartment.of(this._readOnlyExtension()),
+        yCollab(ytext, this.awareness, { undoManager: new Y.UndoManager(ytext) }),
+        EditorView.contentAttributes.of({ 'aria-label': `Editor: ${name}` })
+      ]
+    })
+    this.view = new EditorView({ state, parent: this.editorEl })
+    this.awareness.setLocalStateField('file', name)
+    this._drawTabs()
+  }
+
+  _readOnlyExtension () {
+    return this.readOnly ? [EditorState.readOnly.of(true)] : []
+  }
+
+  _runShortcut () {
+    const { code } = this.selection()
+    this.onRun(code ? code : null)
+  }
+
+  _filesChanged () {
+    // Reopen when the open file was deleted, renamed, or replaced by someone else's.
+    if (this.current === null || this.files.get(this.current) !== this.bound) {
+      const names = this._names()
+      const entry = this.meta.get('entry')
+      const next = this.files.has(this.current) ? this.current
+        : (names.includes(entry) ? entry : names[0])
+      if (next !== undefined) this.open(next)
+      else this._empty()
+    }
+    this._drawTabs()
+  }
+
+  _names () {
+    return Array.from(this.files.keys()).sort()
+  }
+
+  _empty () {
+    this.view?.destroy()
+    this.view = null
+    this.current = null
+    this.bound = null
+    this.editorEl.replaceChildren(h('p', { class: 'empty' },
+      this.readOnly ? 'This room has no files.' : 'No files yet: add one with +.'))
+  }
+
+  _drawTabs () {
+    const tabs = this._names().map((name) => {
+      const active = name === this.current
+      const tab = h('div', { class: `tab${active ? ' active' : ''}`, role: 'tab',
+        'aria-selected': active ? 'true' : 'false', 'data-file': name },
+      h('button', { class: 'tab-name', title: this.readOnly ? name : `${name} (double-click to rename)`,
+        onclick: () => this.open(name),
+        ondblclick: () => { if (!this.readOnly) this._rename(name, tab) } }, name),
+      this.readOnly ? null : h('button', { class: 'tab-close', title: `Delete ${name}`,
+        'aria-label': `Delete ${name}`, onclick: () => this._delete(name) }, '×'))
+      return tab
+    })
+    const add = this.readOnly ? null
+      : h('button', { class: 'tab-add', title: 'New file', 'aria-label': 'New file',
+        onclick: (e) => this._add(e.currentTarget) }, '+')
+    this.tabsEl.replaceChildren(...tabs, ...(add ? [add] : []))
+  }
+
+  async _add (anchor) {
+    const name = await askInline(anchor, { placeholder: 'name.py', label: 'New file name' })
+    if (name === null) return
+    const problem = badFileName(name, this.files)
+    if (problem) { toast(problem, 'error'); return }
+    this.files.set(name, new Y.Text())
+    this.open(name)
+  }
+
+  async _rename (name, tab) {
+    const next = await askInline(tab, { value: name, label: `Rename ${name}` })
+    if (next === null || next === name) return
+    const problem = badFileName(next, this.files)
+    if (problem) { toast(problem, 'error'); return }
+    const text = this.files.get(name)
+    if (!(text instanceof Y.Text)) return
+    this.doc.transact(() => {
+      this.files.set(next, new Y.Text(text.toString()))
+      this.files.delete(name)
+    })
+    this.open(next)
+  }
+
+  _delete (name) {
+    if (!window.confirm(`Delete ${name} for everyone in the room?`)) return
+    this.files.delete(name)
+  }
+}
