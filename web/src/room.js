@@ -32,6 +32,7 @@ function layout (config) {
     connection: h('span', { id: 'connection', 'data-state': 'connecting', role: 'status' },
       CONNECTION_TEXT.connecting),
     tabs: h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Files' }),
+    notice: h('p', { id: 'editor-notice', class: 'notice', hidden: true }),
     editor: h('div', { class: 'editor' }),
     toolbar: h('div', { class: 'toolbar' }),
     outputs: h('div', { id: 'outputs', class: 'outputs' }),
@@ -46,7 +47,7 @@ function layout (config) {
     h('span', { class: 'me' }, `${participant.name} (${participant.role})`),
     el.connection)
   const main = h('main', { class: 'room' },
-    h('section', { class: 'work' }, el.tabs, el.editor, el.toolbar),
+    h('section', { class: 'work' }, el.tabs, el.notice, el.editor, el.toolbar),
     h('section', { class: 'side' },
       h('div', { class: 'panel output-panel' }, h('h2', {}, 'Output'), el.outputs),
       h('div', { class: 'panel people-panel' }, h('h2', {}, 'People'), el.people),
@@ -132,6 +133,10 @@ function start () {
     (r) => {
       readOnly = !canSpeak || (participant.role === 'candidate' && r.state === 'ended')
       workspace.setReadOnly(readOnly)
+      el.notice.hidden = !readOnly
+      el.notice.textContent = canSpeak
+        ? 'The round has ended: the code is read-only.'
+        : `You are ${participant.role === 'reviewer' ? 'reviewing' : 'observing'}: the code is read-only.`
       toolbar.refresh(readOnly, execution)
     })
   el.outputs.addEventListener('outputs-changed', () => toolbar.refresh(readOnly, execution))

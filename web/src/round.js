@@ -4,6 +4,11 @@
 import { h, clock, toast } from './ui.js'
 
 const LABELS = { scheduled: 'Not started', open: 'Not started', live: 'Live', ended: 'Ended' }
+const ENDED_BY = {
+  interviewer: 'by the interviewer',
+  candidate: 'submitted by the candidate',
+  deadline: 'time is up'
+}
 
 export class RoundBar {
   constructor (el, session, { role, kind }, onChange) {
@@ -41,7 +46,7 @@ export class RoundBar {
     const { state, deadline, started_at: startedAt, ended_reason: reason } = this.round
     if (state === 'live' && deadline) this.timer.textContent = `${clock(deadline - Date.now())} left`
     else if (state === 'live' && startedAt) this.timer.textContent = clock(Date.now() - startedAt)
-    else if (state === 'ended' && reason) this.timer.textContent = `(${reason})`
+    else if (state === 'ended' && reason) this.timer.textContent = ENDED_BY[reason] ?? reason
     else this.timer.textContent = ''
   }
 

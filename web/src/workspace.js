@@ -40,6 +40,13 @@ export function badFileName (name, files) {
   return null
 }
 
+/** The new name of `name` when `event` renamed it (one file deleted, one added), else null. */
+function renamedTo (event, name) {
+  if (!event || event.keys.get(name)?.action !== 'delete') return null
+  const added = Array.from(event.keys).filter(([, change]) => change.action === 'add')
+  return added.length === 1 ? added[0][0] : null
+}
+
 export class Workspace {
   /**
    * @param {object} opts
@@ -64,7 +71,10 @@ export class Workspace {
     this.bound = null
     this.view = null
     this.readOnlyCompartment = new Compartment()
-    this.files.observe(() => this._filesChanged())
+    this.tabEls = new Map()
+    this.addButton = h('button', { class: 'tab-add', title: 'New file', 'aria-label': 'New file',
+      onclick: (e) => this._add(e.currentTarget) }, '+')
+    this.files.observe((event) => this._filesChanged(event))
   }
 
   /** Called once the document has synced: open the entry file and draw the tabs. */
@@ -125,13 +135,13 @@ export class Workspace {
     this.onRun(code ? code : null)
   }
 
-  _filesChanged () {
+  _filesChanged (event) {
     // Reopen when the open file was deleted, renamed, or replaced by someone else's.
     if (this.current === null || this.files.get(this.current) !== this.bound) {
       const names = this._names()
       const entry = this.meta.get('entry')
       const next = this.files.has(this.current) ? this.current
-        : (names.includes(entry) ? entry : names[0])
+        : (renamedTo(event, this.current) ?? (names.includes(entry) ? entry : names[0]))
       if (next !== undefined) this.open(next)
       else this._empty()
     }
@@ -152,21 +162,43 @@ export class Workspace {
   }
 
   _drawTabs () {
-    const tabs = this._names().map((name) => {
+    // Tabs are kept, not redrawn, so that a double-click (rename) survives the first click
+    // opening the file.
+    const names = this._names()
+    for (const [name, tab] of this.tabEls) {
+      if (!this.files.has(name) || tab.readOnly !== this.readOnly) this.tabEls.delete(name)
+    }
+    const tabs = names.map((name) => {
+      let tab = this.tabEls.get(name)
+      if (!tab) {
+        tab = { el: this._tab(name), readOnly: this.readOnly }
+        this.tabEls.set(name, tab)
+      }
       const active = name === this.current
-      const tab = h('div', { class: `tab${active ? ' active' : ''}`, role: 'tab',
-        'aria-selected': active ? 'true' : 'false', 'data-file': name },
-      h('button', { class: 'tab-name', title: this.readOnly ? name : `${name} (double-click to rename)`,
-        onclick: () => this.open(name),
-        ondblclick: () => { if (!this.readOnly) this._rename(name, tab) } }, name),
-      this.readOnly ? null : h('button', { class: 'tab-close', title: `Delete ${name}`,
-        'aria-label': `Delete ${name}`, onclick: () => this._delete(name) }, '×'))
-      return tab
+      tab.el.classList.toggle('active', active)
+      tab.el.setAttribute('aria-selected', String(active))
+      return tab.el
     })
-    const add = this.readOnly ? null
-      : h('button', { class: 'tab-add', title: 'New file', 'aria-label': 'New file',
-        onclick: (e) => this._add(e.currentTarget) }, '+')
-    this.tabsEl.replaceChildren(...tabs, ...(add ? [add] : []))
+    if (!this.readOnly) tabs.push(this.addButton)
+    const shown = Array.from(this.tabsEl.children)
+    if (shown.length !== tabs.length || shown.some((el, i) => el !== tabs[i])) {
+      this.tabsEl.replaceChildren(...tabs)
+    }
+  }
+
+  _tab (name) {
+    const tab = h('div', { class: 'tab', role: 'tab', 'data-file': name })
+    tab.append(h('button', {
+      class: 'tab-name',
+      title: this.readOnly ? name : `${name} (double-click to rename)`,
+      onclick: () => { if (name !== this.current) this.open(name) },
+      ondblclick: () => { if (!this.readOnly) this._rename(name, tab) }
+    }, name))
+    if (!this.readOnly) {
+      tab.append(h('button', { class: 'tab-close', title: `Delete ${name}`,
+        'aria-label': `Delete ${name}`, onclick: () => this._delete(name) }, '×'))
+    }
+    return tab
   }
 
   async _add (anchor) {
