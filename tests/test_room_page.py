@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
+import httpx
 import pytest
 from browser import CuttableProxy, RoomPage, chromium, open_room
 from conftest import ServerProcess, eventually
@@ -264,3 +266,22 @@ async def test_a_run_asks_for_input_and_html_output_is_shown_sanitized(
         assert await html.locator("[onerror]").count() == 0
         assert await html.locator("a").get_attribute("rel") == "noopener noreferrer"
         assert await page.page.evaluate("window.pwned") is None
+
+
+async def test_a_server_without_the_bundle_says_how_to_build_it(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = make_server(web_dir=str(tmp_path / "no-bundle-here"))
+    room = server.create_room()
+    response = httpx.get(link(server, room, server.token(room, "candidate")))
+    assert response.status_code == 503
+    assert "make web" in response.text and "Your link is valid" in response.text
+
+
+async def test_the_room_page_forbids_outside_scripts_and_connections(server: ServerProcess) -> None:
+    room = server.create_room()
+    response = httpx.get(link(server, room, server.token(room, "candidate", "<b>Cal</b>")))
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy
+    assert "<b>Cal</b>" not in response.text  # names are data, never markup
