@@ -33,6 +33,7 @@ class Present:
     colour: str
     since_us: int
     connections: int
+    media: dict[str, bool] | None = None  # {"audio", "video"} while in the call
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class Present:
             "colour": self.colour,
             "since": self.since_us // 1000,
             "connections": self.connections,
+            "media": self.media,
         }
 
 
@@ -67,6 +69,12 @@ class Presence:
             return False
         people[participant.id] = Present(participant, colour_of(participant.id), now_us, 1)
         return True
+
+    def set_media(self, room_id: str, participant_id: str, media: dict[str, bool] | None) -> None:
+        """Whether a person is in the call, with microphone and camera on or off."""
+        present = self._rooms.get(room_id, {}).get(participant_id)
+        if present is not None:
+            present.media = media
 
     def depart(self, room_id: str, participant: Participant) -> None:
         """Count a lost connection; the last one starts the grace period."""

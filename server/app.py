@@ -15,16 +15,18 @@ from starlette.types import Receive, Scope, Send
 
 from rooms.presence import Presence
 from rooms.registry import RoomPolicy, RoomRegistry
-from rooms.room import SnapshotPolicy
+from rooms.room import SnapshotPolicy, now_us
 from rooms.rounds import RoundKeeper
 from rooms.store import SqlStore, sqlite_url
-from rooms.types import Participant, Role, RoomInfo, RoomKind
+from rooms.types import Participant, Role, RoomInfo, RoomKind, Round, RoundState, TimelineEvent
 from rooms.update_log import UpdateLog
 from server.api import RoomApi
 from server.control import ControlNamespace
 from server.doc_socket import DocSocket
 from server.execution import Execution, build_execution
+from server.media import MediaConfig, MediaHub
 from server.pages import Pages
+from server.recording import check_aiortc_internals
 from server.settings import Settings, resolve_secrets
 from server.tokens import TokenSigner
 
@@ -57,6 +59,7 @@ class Services:
     presence: Presence
     rounds: RoundKeeper
     execution: Execution
+    media: MediaHub
 
 
 def build_services(settings: Settings) -> Services:
@@ -87,13 +90,47 @@ def build_services(settings: Settings) -> Services:
     async def notify(room_id: str, event: str, payload: dict[str, Any]) -> None:
         await control.notify(room_id, event, payload)
 
+    async def emit(sid: str, event: str, payload: dict[str, Any]) -> None:
+        await control.emit(event, payload, to=sid)
+
+    async def record(room_id: str, author: str, type_: str, data: dict[str, Any]) -> None:
+        await store.append_event(TimelineEvent(room_id, now_us(), author, type_, data))
+
+    async def show_media(room_id: str, participant_id: str, media: Any) -> None:
+        await control.show_media(room_id, participant_id, media)
+
+    async def round_changed(room_id: str, round_: Round) -> None:
+        await execution.round_changed(room_id, round_)
+        if round_.state == RoundState.ENDED:
+            await media.room_ended(room_id)
+
     execution = build_execution(settings, registry)
+    media = MediaHub(media_config(settings), emit, record, show_media)
     presence = Presence(settings.presence_grace_seconds, on_left)
-    rounds = RoundKeeper(store, registry, notify, on_change=execution.round_changed)
-    control = ControlNamespace(settings, signer, registry, store, presence, rounds, execution)
+    rounds = RoundKeeper(store, registry, notify, on_change=round_changed)
+    control = ControlNamespace(
+        settings, signer, registry, store, presence, rounds, execution, media
+    )
     sio.register_namespace(control)
     return Services(
-        settings, store, update_log, registry, signer, sio, control, presence, rounds, execution
+        settings, store, update_log, registry, signer, sio, control, presence, rounds, execution,
+        media,
+    )  # fmt: skip
+
+
+def media_config(settings: Settings) -> MediaConfig:
+    def listed(text: str) -> tuple[str, ...]:
+        return tuple(x.strip() for x in text.split(",") if x.strip())
+
+    return MediaConfig(
+        mode=settings.media_mode,
+        ice_servers=listed(settings.media_ice_servers),
+        turn_username=settings.media_turn_username,
+        turn_password=settings.media_turn_password,
+        ice_addresses=listed(settings.media_ice_addresses),
+        record_solo=settings.media_record_solo,
+        max_participants=settings.media_max_participants,
+        recordings_dir=settings.data_path / "recordings",
     )
 
 
@@ -105,6 +142,7 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await check_aiortc_internals()
         await services.store.start()
         services.update_log.start()
         await services.rounds.start()
@@ -119,6 +157,7 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
             yield
         finally:
             services.presence.close()
+            await services.media.close()
             await services.rounds.stop()
             await services.execution.stop()
             await services.registry.close()

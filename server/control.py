@@ -5,7 +5,8 @@ checked before its handler runs: a known name, the sender's role, the payload si
 sender's rate. A refused event gets an ``error`` event (``{"event", "reason"}``) and an
 ``{"ok": false, "reason"}`` acknowledgement; a connection that keeps being refused is
 disconnected. Events from the server: ``welcome``, ``presence``, ``chat``, ``round``,
-``round_warning`` and ``input_request`` (to the participant whose run called ``input()``).
+``round_warning`` and ``input_request`` (to the participant whose run called ``input()``);
+for calls (``server/media.py``): ``media_peer``, ``rtc``, ``media`` and ``media_ended``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from rooms.room import now_us
 from rooms.rounds import RoundKeeper
 from rooms.signals import parse_chat, parse_signal
 from rooms.store import Store
-from rooms.types import Participant, Role, RoomInfo, RoundState, TimelineEvent
+from rooms.types import Participant, Role, RoomInfo, RoomKind, RoundState, TimelineEvent
 from server.execution import Execution
+from server.media import MAX_SDP_BYTES, MediaHub
 from server.settings import Settings
 from server.tokens import TokenSigner
 
@@ -58,6 +60,7 @@ class TokenBucket:
 
 @dataclass(slots=True)
 class ControlConnection:
+    sid: str
     participant: Participant
     info: RoomInfo
     buckets: dict[str, TokenBucket]
@@ -88,6 +91,7 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         presence: Presence,
         rounds: RoundKeeper,
         execution: Execution,
+        media: MediaHub,
     ) -> None:
         super().__init__("/")
         self.settings = settings
@@ -97,10 +101,12 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.presence = presence
         self.rounds = rounds
         self.execution = execution
+        self.media = media
         execution.emit_to = self.emit_to
         self._connections: dict[str, ControlConnection] = {}
         s = settings
         candidate = frozenset({Role.CANDIDATE})
+        interviewer = frozenset({Role.INTERVIEWER})
         self._rules: dict[str, EventRule] = {
             "chat": EventRule(self._chat, SPEAKERS, s.chat_burst, s.chat_per_second),
             "round": EventRule(self._round, SPEAKERS, 5, 1.0),
@@ -109,6 +115,13 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             "interrupt": EventRule(self._interrupt, SPEAKERS, 5, 1.0),
             "restart": EventRule(self._restart, SPEAKERS, 3, 0.2),
             "input": EventRule(self._input, SPEAKERS, 20, 5.0),
+            # Calls: only interviewers and candidates publish audio and video.
+            "media_join": EventRule(self._media_join, SPEAKERS, 5, 1.0),
+            "media_leave": EventRule(self._media_leave, SPEAKERS, 5, 1.0),
+            "media_state": EventRule(self._media_state, SPEAKERS, 10, 2.0),
+            "media_recording": EventRule(self._media_recording, interviewer, 5, 1.0),
+            "media_fallback": EventRule(self._media_fallback, SPEAKERS, 5, 1.0),
+            "rtc": EventRule(self._rtc, SPEAKERS, 200, 50.0, MAX_SDP_BYTES + 1024),
         }
 
     # python-socketio dispatches every event through here; we route with our own table so
@@ -153,7 +166,7 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         except RoomError as e:
             raise socketio.exceptions.ConnectionRefusedError(e.reason) from e
         buckets = {name: TokenBucket(r.burst, r.per_second) for name, r in self._rules.items()}
-        conn = ControlConnection(claims.participant, info, buckets)
+        conn = ControlConnection(sid, claims.participant, info, buckets)
         self._connections[sid] = conn
         await self.enter_room(sid, info.id)
         who = claims.participant
@@ -179,6 +192,7 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _disconnect(self, sid: str) -> None:
         conn = self._connections.pop(sid, None)
         if conn is not None:
+            await self.media.leave(conn.info, conn.participant, sid)
             room_id = conn.info.id
             self.presence.depart(room_id, conn.participant)
             await self.emit(
@@ -247,6 +261,42 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.execution.answer(conn.info, conn.participant, data["value"])
         return {"ok": True}
 
+    async def _media_join(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        audio, video = _media_flags(data)
+        await self._check_not_ended(conn)
+        return await self.media.join(conn.info, conn.participant, conn.sid, audio, video)
+
+    async def _media_leave(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        await self.media.leave(conn.info, conn.participant, conn.sid)
+        return {"ok": True}
+
+    async def _media_state(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        audio, video = _media_flags(data)
+        await self.media.set_state(conn.info, conn.participant, audio, video)
+        return {"ok": True}
+
+    async def _media_recording(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or set(data) != {"on"} or not isinstance(data["on"], bool):
+            raise BadRequest("a recording event is {'on': true | false}")
+        if conn.info.kind != RoomKind.LIVE:
+            raise Forbidden("only live rooms turn recording on and off")
+        return await self.media.set_recording(conn.info, conn.participant, data["on"])
+
+    async def _media_fallback(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        return await self.media.fall_back_to_relay(conn.info, conn.participant)
+
+    async def _rtc(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
+        """``{"to": participant id | "server", "kind": "offer" | "answer" | "ice", "sdp" |
+        "candidate", "link"?}``: passed to the other participant as ``rtc`` with ``from``."""
+        if not isinstance(data, dict) or set(data) - {"to", "kind", "sdp", "candidate", "link"}:
+            raise BadRequest("an rtc message is {'to', 'kind', 'sdp' | 'candidate', 'link'?}")
+        return await self.media.signal(conn.info, conn.participant, data)
+
+    async def show_media(self, room_id: str, participant_id: str, media: Any) -> None:
+        """The media hub's voice in presence: who is in the call, muted or not."""
+        self.presence.set_media(room_id, participant_id, media)
+        await self.emit("presence", {"participants": self.presence.people(room_id)}, room=room_id)
+
     async def emit_to(
         self, room_id: str, participant_id: str, event: str, payload: dict[str, Any]
     ) -> None:
@@ -286,6 +336,16 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             log.warning("disconnecting an abusive connection", extra={"room": conn.info.id})
             await self.disconnect(sid)
         return {"ok": False, "reason": reason}
+
+
+def _media_flags(data: Any) -> tuple[bool, bool]:
+    if (
+        not isinstance(data, dict)
+        or set(data) != {"audio", "video"}
+        or not all(isinstance(v, bool) for v in data.values())
+    ):
+        raise BadRequest("media flags are {'audio': bool, 'video': bool}")
+    return data["audio"], data["video"]
 
 
 def _chat_json(event: TimelineEvent) -> dict[str, Any]:

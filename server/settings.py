@@ -72,6 +72,13 @@ class Settings:
     kernel_slots: int
     kernel_gateway_url: str
     allow_unsandboxed_kernels: bool
+    media_mode: str
+    media_ice_servers: str
+    media_turn_username: str
+    media_turn_password: str
+    media_ice_addresses: str
+    media_record_solo: bool
+    media_max_participants: int
     web_dir: str
     log_level: str
 
@@ -184,6 +191,10 @@ def _validate(s: Settings) -> None:
     if unknown:
         known = ", ".join(LANGUAGES)
         raise SettingsError(f"kernel_languages: unknown {sorted(unknown)}; known: {known}")
+    if s.media_mode not in ("mesh", "relay"):
+        raise SettingsError("media_mode must be mesh or relay")
+    if not 2 <= s.media_max_participants <= 16:
+        raise SettingsError("media_max_participants must be between 2 and 16")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise SettingsError("log_level must be one of debug, info, warning, error")
 
