@@ -8,7 +8,6 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import av
 import pytest
@@ -187,7 +186,3 @@ async def test_garbage_wrong_roles_and_other_rooms_are_refused_and_disturb_nothi
 MINIMAL_SDP = (
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 )
-
-
-def recordings(server: ServerProcess) -> list[Path]:
-    return sorted((server.data_dir / "recordings").rglob("*.webm"))
