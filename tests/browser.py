@@ -21,6 +21,8 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Calls in tests run where only loopback exists (see tests/test_media.py).
+    "--allow-loopback-in-peer-connection",
 ]
 # Screenshots and other files a person may want to look at after a run (git-ignored).
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import av
 import pytest
+from browser import chromium, open_room
 from conftest import ServerProcess, eventually
 from control import ControlClient
 from rtcclient import CallClient
@@ -186,3 +187,49 @@ async def test_garbage_wrong_roles_and_other_rooms_are_refused_and_disturb_nothi
 MINIMAL_SDP = (
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 )
+
+
+REMOTE_VIDEO_WIDTH_JS = """() => {
+  const video = document.querySelector('.tile.remote video')
+  return video ? video.videoWidth : 0
+}"""
+
+
+async def test_two_browser_pages_see_each_others_camera_and_the_recording_indicator(
+    media_server: ServerProcess,
+) -> None:
+    server = media_server
+    room = server.create_room()
+    async with chromium() as browser:
+        pages = []
+        for role, name in (("interviewer", "Ivy"), ("candidate", "Cal")):
+            page = await open_room(browser, room_link(server, room, role, name))
+            await page.page.click("#call-join")
+            await page.page.locator("#call-leave").wait_for()
+            pages.append(page)
+        ivy, cal = pages
+        widths: dict[str, int] = {}
+
+        async def both_show_video() -> bool:
+            for page, name in ((ivy, "ivy"), (cal, "cal")):
+                widths[name] = await page.page.evaluate(REMOTE_VIDEO_WIDTH_JS)
+            return all(w > 0 for w in widths.values())
+
+        deadline = time.monotonic() + 20
+        while not await both_show_video():
+            assert time.monotonic() < deadline, f"remote video widths: {widths}"
+            await asyncio.sleep(0.2)
+        names = await ivy.page.locator(".tile.remote figcaption").all_inner_texts()
+        assert names == ["Cal"]
+        # The interviewer records; the candidate sees it, and both are written to files.
+        assert await cal.page.locator("#recording").is_hidden()
+        await ivy.page.click("#call-record")
+        await cal.page.locator("#recording").wait_for(state="visible")
+        await eventually(lambda: len(list((server.data_dir / "recordings").rglob("*.webm"))) == 2)
+        await cal.screenshot("room-candidate-call.png")
+        assert ivy.errors == [] and cal.errors == []
+
+
+def room_link(server: ServerProcess, room: str, role: str, name: str) -> str:
+    token = server.token(room, role, name)
+    return f"http://127.0.0.1:{server.port}/rooms/{room}?token={token}"

@@ -28,6 +28,8 @@ export class PeopleList {
     h('span', { class: 'dot', style: `background:${p.colour}` }),
     h('span', { class: 'name' }, p.name + (p.id === this.me.id ? ' (you)' : '')),
     h('span', { class: 'role' }, p.role),
+    p.media ? h('span', { class: 'in-call', title: 'In the call' },
+      `in call${p.media.audio ? '' : ' · muted'}${p.media.video ? '' : ' · camera off'}`) : null,
     files.has(p.id) ? h('span', { class: 'viewing' }, files.get(p.id)) : null)))
   }
 }

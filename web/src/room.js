@@ -10,6 +10,7 @@ import { PeopleList } from './people.js'
 import { Chat } from './chat.js'
 import { RoundBar } from './round.js'
 import { mountNotes } from './notes.js'
+import { Call } from './media.js'
 import { h, toast, fatal } from './ui.js'
 
 const SPEAKERS = new Set(['interviewer', 'candidate'])
@@ -35,6 +36,7 @@ function layout (config) {
     notice: h('p', { id: 'editor-notice', class: 'notice', hidden: true }),
     editor: h('div', { class: 'editor' }),
     toolbar: h('div', { class: 'toolbar' }),
+    call: h('div', { id: 'call', class: 'call' }),
     outputs: h('div', { id: 'outputs', class: 'outputs' }),
     people: h('ul', { id: 'people' }),
     chat: h('div', { id: 'chat', class: 'chat' }),
@@ -49,6 +51,7 @@ function layout (config) {
   const main = h('main', { class: 'room' },
     h('section', { class: 'work' }, el.tabs, el.notice, el.editor, el.toolbar),
     h('section', { class: 'side' },
+      h('div', { class: 'panel call-panel' }, h('h2', {}, 'Call'), el.call),
       h('div', { class: 'panel output-panel' }, h('h2', {}, 'Output'), el.outputs),
       h('div', { class: 'panel people-panel' }, h('h2', {}, 'People'), el.people),
       h('div', { class: 'panel chat-panel' }, h('h2', {}, 'Chat'), el.chat),
@@ -141,6 +144,7 @@ function start () {
     })
   el.outputs.addEventListener('outputs-changed', () => toolbar.refresh(readOnly, execution))
   toolbar.refresh(readOnly, execution)
+  const call = new Call(el.call, session, config)
   if (el.notes) mountNotes(el.notes, config.room.id, token, participant.role === 'interviewer')
 
   session.provider.once('sync', () => workspace.start())
@@ -149,6 +153,7 @@ function start () {
     el.connection.textContent = CONNECTION_TEXT[state]
   })
   session.on('closed', ({ code, reason }) => {
+    call.leave()
     const [title, advice] = CLOSE_ADVICE[code] ?? ['The room closed this page\'s connection',
       'Reload the page to try again; if it keeps happening, ask the organiser.']
     fatal(title, reason, advice)

@@ -79,7 +79,7 @@ export class RoomSession extends ObservableV2 {
       if (!socket.active) this._close(4401, error.message)
     })
     for (const event of ['welcome', 'presence', 'chat', 'round', 'round_warning',
-      'input_request', 'error']) {
+      'input_request', 'error', 'rtc', 'media_peer', 'media', 'media_ended']) {
       socket.on(event, (payload) => this.emit(event, [payload]))
     }
   }
