@@ -12,7 +12,7 @@ KERNEL_STAMP  := $(KERNEL_ENV)/.installed-stamp
 WEB_MODULES   := web/node_modules/.installed-stamp
 WEB_BUNDLE    := web/dist/room.js
 
-.PHONY: run test install kernel-env web system-packages lint typecheck bench clean
+.PHONY: run test install kernel-env web system-packages lint typecheck bench bench-media clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ typecheck: install
 test: lint typecheck
 	$(BIN)/pytest -q -m "not media"
 	unshare --net -- sh -c 'ip link set lo up && exec $(BIN)/pytest -q -m media'
+
+## bench-media: server CPU for recorded and relayed streams, in a loopback-only namespace
+bench-media: install
+	unshare --net -- sh -c 'ip link set lo up && exec $(BIN)/python bench/media.py'
 
 ## bench: the sync benchmark (see bench/README.md); writes bench/results/sync.json
 bench: install

@@ -60,6 +60,7 @@ class CallClient:
         self.received: dict[str, Received] = {}
         self.state: dict[str, Any] = {}
         self.local: list[MediaStreamTrack] = []
+        self.local_video: type[VideoStreamTrack] = TestPattern
         self._tasks: set[asyncio.Task[None]] = set()
         sio = control.sio
         sio.on("rtc", self._on_rtc)
@@ -67,7 +68,7 @@ class CallClient:
         sio.on("media", self._on_media)
 
     async def join(self) -> dict[str, Any]:
-        self.local = [AudioStreamTrack(), TestPattern()]
+        self.local = [AudioStreamTrack(), self.local_video()]
         answer: dict[str, Any] = await self.control.call(
             "media_join", {"audio": True, "video": True}
         )
