@@ -89,6 +89,12 @@ class Presence:
     def people(self, room_id: str) -> list[dict[str, Any]]:
         return [p.to_json() for p in self._rooms.get(room_id, {}).values()]
 
+    def forget(self, room_id: str) -> None:
+        """Drop a deleted room: nobody is left in it, and no leave will be recorded."""
+        for key in [k for k in self._leaving if k[0] == room_id]:
+            self._leaving.pop(key).cancel()
+        self._rooms.pop(room_id, None)
+
     def close(self) -> None:
         for task in self._leaving.values():
             task.cancel()

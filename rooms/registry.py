@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -127,11 +128,27 @@ class RoomRegistry:
 
     def release(self, room: Room) -> None:
         """Called when a peer left: schedule eviction once the room is empty."""
-        if room.peers or room.key in self._evictions:
+        if room.peers or room.key in self._evictions or room.deleted:
             return
         task = asyncio.create_task(self._evict_when_idle(room))
         self._evictions[room.key] = task
         task.add_done_callback(lambda t: self._forget_eviction(room.key, t))
+
+    async def remove(self, room_id: str) -> None:
+        """Close a room that is being deleted: its connections are closed (4404), it is
+        dropped from memory, and the log holds nothing more of it once this returns."""
+        for key in (doc_key(room_id, "main"), doc_key(room_id, "notes")):
+            eviction = self._evictions.pop(key, None)
+            if eviction is not None:
+                eviction.cancel()
+            room = self._live.pop(key, None)
+            if room is None:
+                continue
+            room.deleted = True
+            for peer in room.peers:
+                with contextlib.suppress(Exception):
+                    await peer.close(4404, "the room was deleted")
+        await self.log.flush()
 
     async def close(self) -> None:
         """Snapshot every live room and wait until the log holds everything."""

@@ -22,6 +22,7 @@ from rooms.errors import (
     InvalidUpdate,
     MessageTooLarge,
     ProtocolError,
+    RoomNotFound,
 )
 from rooms.protocol import AwarenessEntry, SyncType, encode_awareness, encode_sync
 from rooms.types import (
@@ -52,6 +53,8 @@ class Peer(Protocol):
     awareness_ids: set[int]
 
     async def send(self, data: bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class Room:
         self.doc = doc
         self.seq = last_seq
         self.frozen = False  # after the round ends, candidates can no longer edit
+        self.deleted = False  # removed with everything recorded of it: nothing more is written
         self.peers: tuple[Peer, ...] = ()
         self._log = update_log
         self._snapshots = snapshots
@@ -167,6 +171,8 @@ class Room:
         A read-only participant may send an update only if it adds nothing: the stock Yjs
         provider answers the server's sync step 1 with a step 2 even when it has nothing new.
         """
+        if self.deleted:
+            raise RoomNotFound("the room was deleted")
         if not author.role.can_edit:
             if self._would_change(update):
                 raise Forbidden(f"role {author.role.value} is read-only: edits are refused")
@@ -197,6 +203,8 @@ class Room:
     async def apply_system_change(self, change: Callable[[], None]) -> None:
         """Make a change as the server (execution records, metadata): logged and fanned out
         like any edit, with the system as its author."""
+        if self.deleted:
+            raise RoomNotFound("the room was deleted")
         self._changes.clear()
         self._server_writing = True
         try:
@@ -278,7 +286,7 @@ class Room:
 
     def take_snapshot(self) -> None:
         """Queue the full state as of the newest logged update, if anything changed since."""
-        if self._since_snapshot:
+        if self._since_snapshot and not self.deleted:
             self.final_snapshot()
 
     def final_snapshot(self) -> bytes:

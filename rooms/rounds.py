@@ -69,6 +69,14 @@ class RoundKeeper:
         await asyncio.gather(*self._clocks.values(), return_exceptions=True)
         self._clocks.clear()
 
+    def forget(self, room_id: str) -> None:
+        """Drop a deleted room: its clock stops and its round is no longer cached."""
+        clock = self._clocks.pop(room_id, None)
+        if clock is not None:
+            clock.cancel()
+        self._rounds.pop(room_id, None)
+        self._locks.pop(room_id, None)
+
     async def current(self, room_id: str) -> Round:
         """The round of a room (this node's copy: every change goes through this keeper)."""
         known = self._rounds.get(room_id)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event, insert, select, text, update
+from sqlalchemy import Connection, and_, delete, event, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rooms import tables
@@ -235,6 +235,85 @@ class SqlStore:
             for row in reversed(rows)
         ]
 
+    # -- reading the recording back (rooms/timeline.py) ---------------------------------------
+
+    async def updates_between(
+        self, room_id: str, start_us: int, end_us: int, after_seq: int, limit: int
+    ) -> list[LogEntry]:
+        """Updates logged from ``start_us`` to ``end_us`` after ``after_seq``, in order."""
+        u = tables.updates.c
+        query = (
+            select(u.seq, u.at_us, u.author, u.kind, u.data)
+            .where(u.room_id == room_id, u.seq > after_seq)
+            .where(u.at_us >= start_us, u.at_us <= end_us)
+            .order_by(u.seq)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_log_entry(room_id, r) for r in await conn.execute(query)]
+
+    async def updates_until(
+        self, room_id: str, after_seq: int, until_us: int | None, limit: int | None = None
+    ) -> list[LogEntry]:
+        """Updates after ``after_seq`` logged up to ``until_us`` (all when None), in order."""
+        u = tables.updates.c
+        query = (
+            select(u.seq, u.at_us, u.author, u.kind, u.data)
+            .where(u.room_id == room_id, u.seq > after_seq)
+            .order_by(u.seq)
+        )
+        if until_us is not None:
+            query = query.where(u.at_us <= until_us)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            return [_log_entry(room_id, r) for r in await conn.execute(query)]
+
+    async def snapshot_at(self, room_id: str, at_us: int) -> Snapshot | None:
+        """The newest snapshot of a room's document taken at or before ``at_us``."""
+        s = tables.snapshots.c
+        query = (
+            select(s.seq, s.at_us, s.state)
+            .where(s.room_id == room_id, s.at_us <= at_us)
+            .order_by(s.seq.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return Snapshot(room_id, row.seq, row.at_us, row.state) if row else None
+
+    async def events_between(
+        self, room_id: str, start_us: int, end_us: int, after: tuple[int, int], limit: int
+    ) -> list[tuple[int, TimelineEvent]]:
+        """(id, event) of events from ``start_us`` to ``end_us`` after ``(at_us, id)``, in
+        time order."""
+        e = tables.events.c
+        after_at, after_id = after
+        query = (
+            select(e.id, e.at_us, e.author, e.type, e.data)
+            .where(e.room_id == room_id, e.at_us >= start_us, e.at_us <= end_us)
+            .where(or_(e.at_us > after_at, and_(e.at_us == after_at, e.id > after_id)))
+            .order_by(e.at_us, e.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(row.id, _event(room_id, row)) for row in rows]
+
+    async def delete_room(self, room_id: str) -> bool:
+        """Remove a room and everything recorded of it (its notes too); False if unknown."""
+        keys = (room_id, f"{room_id}:notes")
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(tables.updates).where(tables.updates.c.room_id.in_(keys)))
+            await conn.execute(delete(tables.snapshots).where(tables.snapshots.c.room_id.in_(keys)))
+            await conn.execute(delete(tables.events).where(tables.events.c.room_id == room_id))
+            result = await conn.execute(delete(tables.rooms).where(tables.rooms.c.id == room_id))
+        if self.is_sqlite:
+            # Old page versions stay in the write-ahead log until a checkpoint.
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return bool(result.rowcount)
+
     @staticmethod
     async def _entries(conn: Any, room_id: str, after_seq: int) -> list[LogEntry]:
         upd = tables.updates
@@ -243,9 +322,7 @@ class SqlStore:
             .where(upd.c.room_id == room_id, upd.c.seq > after_seq)
             .order_by(upd.c.seq)
         )
-        return [
-            LogEntry(room_id, r.seq, r.at_us, r.author, EntryKind(r.kind), r.data) for r in result
-        ]
+        return [_log_entry(room_id, r) for r in result]
 
 
 # Idempotent, so that retrying a batch whose commit succeeded but whose reply was lost cannot
@@ -261,6 +338,14 @@ _POSTGRES_INSERTS = {
     "snapshots": "INSERT INTO snapshots (room_id, seq, at_us, state) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT DO NOTHING",
 }
+
+
+def _event(room_id: str, row: Any) -> TimelineEvent:
+    return TimelineEvent(room_id, row.at_us, row.author, row.type, orjson.loads(row.data))
+
+
+def _log_entry(room_id: str, row: Any) -> LogEntry:
+    return LogEntry(room_id, row.seq, row.at_us, row.author, EntryKind(row.kind), row.data)
 
 
 def _entry_row(entry: LogEntry) -> dict[str, Any]:
@@ -281,6 +366,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
+    # A deleted room's content is overwritten, not left in free pages (see delete_room).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

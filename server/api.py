@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -46,8 +47,10 @@ class RoomApi:
         signer: TokenSigner,
         store: SqlStore,
         update_log: UpdateLog,
+        on_delete: Callable[[str], Awaitable[None]],
     ) -> None:
         self.settings = settings
+        self.on_delete = on_delete  # removes a room everywhere (Services.delete_room)
         self.registry = registry
         self.signer = signer
         self.store = store
@@ -57,6 +60,7 @@ class RoomApi:
         return [
             Route("/api/rooms", self._guard(self.create_room), methods=["POST"]),
             Route("/api/rooms/{room_id}", self._guard(self.get_room), methods=["GET"]),
+            Route("/api/rooms/{room_id}", self._guard(self.delete_room), methods=["DELETE"]),
             Route("/api/rooms/{room_id}/tokens", self._guard(self.mint_token), methods=["POST"]),
             Route("/healthz", self.health, methods=["GET"]),
         ]
@@ -111,6 +115,12 @@ class RoomApi:
         """``GET /api/rooms/{id}``."""
         info = await self.registry.info(request.path_params["room_id"])
         return json_response(await self._room_json(info))
+
+    async def delete_room(self, request: Request) -> Response:
+        """``DELETE /api/rooms/{id}``: the room and everything recorded of it; 204."""
+        info = await self.registry.info(request.path_params["room_id"])
+        await self.on_delete(info.id)
+        return Response(status_code=204)
 
     async def mint_token(self, request: Request) -> Response:
         """``POST /api/rooms/{id}/tokens``: ``{"role", "name", "ttl_seconds"?}``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from rooms.registry import RoomPolicy, RoomRegistry
 from rooms.room import SnapshotPolicy, now_us
 from rooms.rounds import RoundKeeper
 from rooms.store import SqlStore, sqlite_url
+from rooms.timeline import Timeline
 from rooms.types import Participant, Role, RoomInfo, RoomKind, Round, RoundState, TimelineEvent
 from rooms.update_log import UpdateLog
 from server.api import RoomApi
@@ -27,6 +29,7 @@ from server.execution import Execution, build_execution
 from server.media import MediaConfig, MediaHub
 from server.pages import Pages
 from server.recording import check_aiortc_internals
+from server.review import ReviewApi
 from server.settings import Settings, resolve_secrets
 from server.tokens import TokenSigner
 
@@ -60,6 +63,19 @@ class Services:
     rounds: RoundKeeper
     execution: Execution
     media: MediaHub
+
+    async def delete_room(self, room_id: str) -> None:
+        """Remove a room and everything recorded of it, in memory, in the store and on disk.
+        Its connections are closed first, so that nothing more can be written for it."""
+        await self.control.close_room(room_id, "the room was deleted")
+        self.presence.forget(room_id)
+        self.rounds.forget(room_id)
+        await self.media.room_ended(room_id)
+        await self.execution.forget(room_id)
+        await self.registry.remove(room_id)
+        await self.store.delete_room(room_id)
+        shutil.rmtree(self.media.config.recordings_dir / room_id, ignore_errors=True)
+        log.info("room deleted", extra={"room": room_id})
 
 
 def build_services(settings: Settings) -> Services:
@@ -164,12 +180,26 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
             await services.update_log.stop()
             await services.store.close()
 
-    api = RoomApi(settings, services.registry, services.signer, services.store, services.update_log)
+    api = RoomApi(
+        settings,
+        services.registry,
+        services.signer,
+        services.store,
+        services.update_log,
+        services.delete_room,
+    )
+    review = ReviewApi(
+        settings,
+        services.registry,
+        services.signer,
+        Timeline(services.store),
+        services.media.config.recordings_dir,
+    )
     pages = Pages(settings, services.registry, services.signer)
     doc_socket = DocSocket(
         services.registry, services.signer, settings.max_message_bytes, services.rounds.arrived
     )
-    app = Starlette(routes=[*api.routes(), *pages.routes()], lifespan=lifespan)
+    app = Starlette(routes=[*api.routes(), *review.routes(), *pages.routes()], lifespan=lifespan)
     app.state.services = services
     return socketio.ASGIApp(services.sio, other_asgi_app=DocSocketFirst(app, doc_socket))
 

@@ -204,6 +204,14 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         await self._record(room_id, who, "leave", {"name": who.name})
         await self.emit("presence", {"participants": self.presence.people(room_id)}, room=room_id)
 
+    async def close_room(self, room_id: str, reason: str) -> None:
+        """Disconnect everyone of a room (it was deleted), telling them why."""
+        for sid, conn in list(self._connections.items()):
+            if conn.info.id == room_id:
+                await self.emit("error", {"event": "connection", "reason": reason}, to=sid)
+                self._connections.pop(sid, None)
+                await self.disconnect(sid)
+
     async def notify(self, room_id: str, event: str, payload: dict[str, Any]) -> None:
         """Send a server event to everyone in a room (the round keeper's voice)."""
         await self.emit(event, payload, room=room_id)
@@ -241,6 +249,8 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             raise BadRequest("'code' must be text")
         await self._check_not_ended(conn)
         await self.execution.run(conn.info, conn.participant, data["file"], code)
+        run = {"file": data["file"], "selection": code is not None}
+        await self._record(conn.info.id, conn.participant, "run", run)
         return {"ok": True}
 
     async def _interrupt(self, conn: ControlConnection, data: Any) -> dict[str, Any]:

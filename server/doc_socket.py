@@ -52,6 +52,9 @@ class SocketPeer:
     async def send(self, data: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": data})
 
+    async def close(self, code: int, reason: str) -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
 
 class DocSocket:
     def __init__(

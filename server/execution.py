@@ -166,6 +166,12 @@ class Execution:
         if self.pool is not None:
             await self.pool.close()
 
+    async def forget(self, room_id: str) -> None:
+        """A deleted room's kernel stops, with whatever it held."""
+        kernel = self._kernels.pop(room_id, None)
+        if kernel is not None:
+            await kernel.close()
+
     async def run(self, info: RoomInfo, who: Participant, file: str, code: str | None) -> None:
         """Start a run of ``code`` (a selection or cell), or of ``file`` as it is now."""
         kernel = self._kernel_for(info)
@@ -198,9 +204,7 @@ class Execution:
         """A live round that opens gets its kernel now, so the first run does not wait; a
         round that ends loses its kernel, with whatever it held."""
         if round_.state == RoundState.ENDED:
-            kernel = self._kernels.pop(room_id, None)
-            if kernel is not None:
-                await kernel.close()
+            await self.forget(room_id)
         elif round_.state == RoundState.OPEN and self.pool is not None:
             self._track(self._prepare(room_id))
 

@@ -1,0 +1,128 @@
+"""The reviewer API: a room's recording, read back (``rooms/timeline.py``), and its media files.
+
+Readable with a reviewer token of the room (``?token=``) or the admin key
+(``Authorization: Bearer``); candidate, interviewer and observer tokens, and tokens of other
+rooms, are refused. Times are milliseconds since the Unix epoch. Errors are problem JSON.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from rooms.errors import BadRequest, Forbidden, RoomError, RoomNotFound, Unauthorized
+from rooms.registry import RoomRegistry
+from rooms.timeline import PAGE_LIMIT, Cursor, Timeline, parse_time_ms
+from rooms.types import Role
+from server.api import json_response, problem
+from server.settings import Settings
+from server.tokens import TokenSigner
+
+_RECORDING_NAME = re.compile(r"^[A-Za-z0-9_-]+-\d+\.webm$")
+Handler = Callable[[Request, str], Awaitable[Response]]
+
+
+class ReviewApi:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: RoomRegistry,
+        signer: TokenSigner,
+        timeline: Timeline,
+        recordings_dir: Path,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.signer = signer
+        self.timeline = timeline
+        self.recordings_dir = recordings_dir
+
+    def routes(self) -> list[Route]:
+        base = "/api/rooms/{room_id}"
+        return [
+            Route(f"{base}/timeline", self._reviewed(self.timeline_page), methods=["GET"]),
+            Route(f"{base}/state", self._reviewed(self.state), methods=["GET"]),
+            Route(f"{base}/diff", self._reviewed(self.diff), methods=["GET"]),
+            Route(f"{base}/provenance", self._reviewed(self.provenance), methods=["GET"]),
+            Route(f"{base}/recordings/{{name}}", self._reviewed(self.recording), methods=["GET"]),
+        ]
+
+    def _reviewed(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """Check the reviewer's right to the room, and turn ``RoomError`` into problem JSON."""
+
+        async def endpoint(request: Request) -> Response:
+            room_id = request.path_params["room_id"]
+            try:
+                self._check_reviewer(request, room_id)
+                await self.registry.info(room_id)
+                return await handler(request, room_id)
+            except RoomError as e:
+                return problem(e)
+
+        return endpoint
+
+    def _check_reviewer(self, request: Request, room_id: str) -> None:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and key:
+            if not hmac.compare_digest(key.encode(), self.settings.admin_key.encode()):
+                raise Unauthorized("wrong admin key")
+            return
+        claims = self.signer.verify(request.query_params.get("token"), room_id)
+        if claims.participant.role != Role.REVIEWER:
+            raise Forbidden("only reviewers (or the admin key) read a room's recording")
+
+    async def timeline_page(self, request: Request, room_id: str) -> Response:
+        """``GET /api/rooms/{id}/timeline?from=&to=&cursor=&limit=``."""
+        q = request.query_params
+        from_ms = parse_time_ms("from", q.get("from"), 0)
+        to_ms = parse_time_ms("to", q.get("to"), _now_ms())
+        cursor = Cursor.decode(q["cursor"]) if q.get("cursor") else None
+        limit = _limit(q.get("limit"))
+        page = await self.timeline.page(room_id, from_ms, to_ms, cursor, limit)
+        page["participants"] = await self.timeline.participants(room_id)
+        return json_response({"room": room_id, **page})
+
+    async def state(self, request: Request, room_id: str) -> Response:
+        """``GET /api/rooms/{id}/state?at=T``."""
+        at = parse_time_ms("at", request.query_params.get("at"))
+        return json_response(await self.timeline.state_at(room_id, at))
+
+    async def diff(self, request: Request, room_id: str) -> Response:
+        """``GET /api/rooms/{id}/diff?from=T1&to=T2`` (``to`` defaults to now)."""
+        q = request.query_params
+        from_ms = parse_time_ms("from", q.get("from"))
+        to_ms = parse_time_ms("to", q.get("to"), _now_ms())
+        return json_response(await self.timeline.diff(room_id, from_ms, to_ms))
+
+    async def provenance(self, request: Request, room_id: str) -> Response:
+        """``GET /api/rooms/{id}/provenance?at=T`` (``at`` defaults to now)."""
+        at = parse_time_ms("at", request.query_params.get("at"), _now_ms())
+        return json_response(await self.timeline.provenance(room_id, at))
+
+    async def recording(self, request: Request, room_id: str) -> Response:
+        """``GET /api/rooms/{id}/recordings/{name}``: a participant's WebM, as the timeline's
+        ``media.started`` events name them."""
+        name = request.path_params["name"]
+        path = self.recordings_dir / room_id / name
+        if not _RECORDING_NAME.match(name) or not path.is_file():
+            raise RoomNotFound(f"no recording {name!r} in this room")
+        return FileResponse(path, media_type="video/webm")
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return PAGE_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= PAGE_LIMIT:
+        raise BadRequest(f"'limit' must be an integer from 1 to {PAGE_LIMIT}")
+    return int(raw)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
