@@ -70,3 +70,4 @@ events = Table(
     Column("data", Text, nullable=False),
 )
 Index("ix_events_room", events.c.room_id, events.c.id)
+Index("ix_snapshots_time", snapshots.c.room_id, snapshots.c.at_us)

@@ -129,9 +129,9 @@ class Timeline:
         """The files and run outputs as they were at ``at_ms`` (the seed state before the room
         existed), from the newest snapshot at or before then plus the updates after it."""
         at_us = at_ms * 1000 + 999
-        snapshot = await self.store.snapshot_at(room_id, at_us)
+        history = await self.store.history_at(room_id, at_us)
+        snapshot, entries = history.snapshot, history.tail
         after = snapshot.seq if snapshot else 0
-        entries = await self.store.updates_until(room_id, after, at_us)
         if snapshot is None and not entries:
             entries = await self.store.updates_until(room_id, 0, None, limit=1)
         doc = new_doc()
