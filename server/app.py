@@ -188,14 +188,15 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         services.update_log,
         services.delete_room,
     )
+    timeline = Timeline(services.store)
     review = ReviewApi(
         settings,
         services.registry,
         services.signer,
-        Timeline(services.store),
+        timeline,
         services.media.config.recordings_dir,
     )
-    pages = Pages(settings, services.registry, services.signer)
+    pages = Pages(settings, services.registry, services.signer, timeline)
     doc_socket = DocSocket(
         services.registry, services.signer, settings.max_message_bytes, services.rounds.arrived
     )

@@ -9,6 +9,7 @@ app that cannot connect.
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 import orjson
 from starlette.middleware.gzip import GZipMiddleware
@@ -17,13 +18,14 @@ from starlette.responses import HTMLResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from rooms.errors import RoomError
+from rooms.errors import Forbidden, RoomError
 from rooms.registry import RoomRegistry
+from rooms.timeline import Timeline
+from rooms.types import Role
 from server.doc_socket import NOTES_ROLES
 from server.settings import Settings
 from server.tokens import TokenSigner
 
-BUNDLE_FILES = ("room.js", "room.css")
 # The room shows run outputs (HTML sanitized in the page): even if something slipped through,
 # nothing may load or run from elsewhere, nor send data anywhere but this server.
 ROOM_PAGE_POLICY = (
@@ -51,8 +53,11 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 class Pages:
-    def __init__(self, settings: Settings, registry: RoomRegistry, signer: TokenSigner) -> None:
+    def __init__(
+        self, settings: Settings, registry: RoomRegistry, signer: TokenSigner, timeline: Timeline
+    ) -> None:
         self.settings = settings
+        self.timeline = timeline
         self.registry = registry
         self.signer = signer
 
@@ -62,6 +67,7 @@ class Pages:
         return [
             Route("/", self.landing, methods=["GET"]),
             Route("/rooms/{room_id}", self.room_link, methods=["GET"]),
+            Route("/rooms/{room_id}/replay", self.replay, methods=["GET"]),
             Mount("/assets", assets, name="assets"),
         ]
 
@@ -85,10 +91,23 @@ and candidate, recorded update by update so that every session can be replayed.<
         )
 
     async def room_link(self, request: Request) -> HTMLResponse:
+        """``GET /rooms/{id}?token=``: the live room page."""
+        return await self._app_page(request, "room", "Room")
+
+    async def replay(self, request: Request) -> HTMLResponse:
+        """``GET /rooms/{id}/replay?token=``: the reviewer's replay of the room."""
+        return await self._app_page(request, "replay", "Replay", (Role.REVIEWER,))
+
+    async def _app_page(
+        self, request: Request, entry: str, title: str, roles: tuple[Role, ...] = ()
+    ) -> HTMLResponse:
+        """The HTML shell of a bundle entry, after the link's token has been checked."""
         room_id = request.path_params["room_id"]
         try:
             claims = self.signer.verify(request.query_params.get("token"), room_id)
             info = await self.registry.info(room_id)
+            if roles and claims.participant.role not in roles:
+                raise Forbidden(f"this page is for {', '.join(r.value for r in roles)}s")
         except RoomError as e:
             return _page(
                 "Link problem",
@@ -98,7 +117,7 @@ and candidate, recorded update by update so that every session can be replayed.<
 and expire.</p>""",
                 status=e.status,
             )
-        version = self._bundle_version()
+        version = self._bundle_version(entry)
         if version is None:
             return _page(
                 "Room page not built",
@@ -109,23 +128,27 @@ reload this page. Your link is valid.</p>""",
                 status=503,
             )
         who = claims.participant
-        config = {
+        config: dict[str, Any] = {
             "room": info.to_json(),
             "participant": {"id": who.id, "name": who.name, "role": who.role.value},
             "notes": who.role in NOTES_ROLES,
             "expires_at": claims.expires_at,
         }
+        if entry == "room" and info.seeded_from is not None:
+            # The take-home as submitted, for the live page's "changes since" view.
+            seed = await self.timeline.state_at(info.id, info.created_us // 1000)
+            config["submitted_files"] = seed["files"]
         # "<" escaped so that no value can close the script element early.
         config_json = orjson.dumps(config).decode().replace("<", "\\u003c")
         return HTMLResponse(
             f"""<!doctype html><html lang=en><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1">
-<title>Room {escape(info.id)} · ClarityHire</title>{NO_FAVICON}
-<link rel=stylesheet href="/assets/room.css?v={version}">
+<title>{title} {escape(info.id)} · ClarityHire</title>{NO_FAVICON}
+<link rel=stylesheet href="/assets/{entry}.css?v={version}">
 <script id=room-config type="application/json">{config_json}</script>
 <body><div id=app><p class=loading>Opening the room…</p></div>
 <noscript>The room needs JavaScript.</noscript>
-<script type=module src="/assets/room.js?v={version}"></script>
+<script type=module src="/assets/{entry}.js?v={version}"></script>
 </body></html>""",
             headers={
                 "cache-control": "no-store",
@@ -134,11 +157,11 @@ reload this page. Your link is valid.</p>""",
             },
         )
 
-    def _bundle_version(self) -> str | None:
+    def _bundle_version(self, entry: str) -> str | None:
         """A tag that changes whenever the bundle is rebuilt (for cache busting), or None
         when it has not been built."""
         stamps = []
-        for name in BUNDLE_FILES:
+        for name in (f"{entry}.js", f"{entry}.css"):
             try:
                 stat = (self.settings.web_path / name).stat()
             except OSError:

@@ -3,7 +3,7 @@
 import * as esbuild from 'esbuild'
 
 await esbuild.build({
-  entryPoints: { room: 'src/room.js' },
+  entryPoints: { room: 'src/room.js', replay: 'src/replay.js' },
   bundle: true,
   format: 'esm',
   minify: true,

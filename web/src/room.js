@@ -11,6 +11,7 @@ import { Chat } from './chat.js'
 import { RoundBar } from './round.js'
 import { mountNotes } from './notes.js'
 import { Call } from './media.js'
+import { fileDiffs, diffView } from './seeddiff.js'
 import { h, toast, fatal } from './ui.js'
 
 const SPEAKERS = new Set(['interviewer', 'candidate'])
@@ -35,6 +36,7 @@ function layout (config) {
     tabs: h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Files' }),
     notice: h('p', { id: 'editor-notice', class: 'notice', hidden: true }),
     editor: h('div', { class: 'editor' }),
+    changes: h('div', { id: 'changes', class: 'overlay', hidden: true }),
     toolbar: h('div', { class: 'toolbar' }),
     call: h('div', { id: 'call', class: 'call' }),
     outputs: h('div', { id: 'outputs', class: 'outputs' }),
@@ -49,7 +51,7 @@ function layout (config) {
     h('span', { class: 'me' }, `${participant.name} (${participant.role})`),
     el.connection)
   const main = h('main', { class: 'room' },
-    h('section', { class: 'work' }, el.tabs, el.notice, el.editor, el.toolbar),
+    h('section', { class: 'work' }, el.tabs, el.notice, el.editor, el.changes, el.toolbar),
     h('section', { class: 'side' },
       h('div', { class: 'panel call-panel' }, h('h2', {}, 'Call'), el.call),
       h('div', { class: 'panel output-panel' }, h('h2', {}, 'Output'), el.outputs),
@@ -60,7 +62,27 @@ function layout (config) {
   return el
 }
 
-function runToolbar (el, session, workspace, pane, canRun) {
+/** For a follow-up seeded from a take-home: show what changed since it was submitted. */
+function changesToggle (el, workspace, submitted) {
+  const button = h('button', { id: 'show-changes', title: 'Compare with the take-home as submitted' },
+    'Changes since the take-home')
+  const refresh = () => {
+    const now = {}
+    for (const [name, text] of workspace.files.entries()) now[name] = text.toString()
+    el.changes.replaceChildren(diffView(fileDiffs(submitted, now)))
+  }
+  button.addEventListener('click', () => {
+    const showing = el.changes.hidden
+    el.changes.hidden = !showing
+    el.editor.hidden = showing
+    button.classList.toggle('active', showing)
+    if (showing) refresh()
+  })
+  workspace.files.observeDeep(() => { if (!el.changes.hidden) refresh() })
+  return button
+}
+
+function runToolbar (el, session, workspace, pane, canRun, config) {
   const run = async (code) => {
     const { file } = workspace.selection()
     if (!file) { toast('Open a file to run', 'error'); return }
@@ -96,6 +118,7 @@ function runToolbar (el, session, workspace, pane, canRun) {
   }
   const status = h('span', { class: 'kernel-status' })
   el.toolbar.replaceChildren(...Object.values(buttons), status)
+  if (config.submitted_files) el.toolbar.append(changesToggle(el, workspace, config.submitted_files))
   const refresh = (readOnly, execution) => {
     const off = !canRun || readOnly || (execution && !execution.enabled)
     for (const b of Object.values(buttons)) b.disabled = off
@@ -129,7 +152,7 @@ function start () {
     onRun: (code) => toolbar.run(code)
   })
   const pane = new OutputPane(el.outputs, session.doc.getArray('outputs'))
-  const toolbar = runToolbar(el, session, workspace, pane, canSpeak)
+  const toolbar = runToolbar(el, session, workspace, pane, canSpeak, config)
   const people = new PeopleList(el.people, session.awareness, participant)
   const chat = new Chat(el.chat, session, participant, canSpeak)
   const round = new RoundBar(el.round, session, { role: participant.role, kind: config.room.kind },
