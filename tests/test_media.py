@@ -8,8 +8,10 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import av
+import httpx
 import pytest
 from browser import chromium, open_room
 from conftest import ServerProcess, eventually
@@ -146,6 +148,15 @@ async def test_a_recorded_solo_room_writes_a_playable_file_on_the_timeline(
     assert abs(last - sent) < 1.0, (last, sent)
     assert abs(stopped.data["duration_s"] - sent) < 1.0
 
+    # A reviewer can fetch it for replay; deleting the room removes it from the disk.
+    reviewer = server.token(room, "reviewer")
+    url = f"{server.url}/api/rooms/{room}/recordings/{files[0].name}?token={reviewer}"
+    fetched = httpx.get(url)
+    assert fetched.status_code == 200 and fetched.content == files[0].read_bytes()
+    assert httpx.get(url.replace(reviewer, server.token(room, "candidate"))).status_code == 403
+    assert server.api("DELETE", f"/api/rooms/{room}").status_code == 204
+    assert not (server.data_dir / "recordings" / room).exists()
+
 
 async def test_garbage_wrong_roles_and_other_rooms_are_refused_and_disturb_nothing(
     media_server: ServerProcess, people: list[CallClient]
@@ -189,6 +200,29 @@ MINIMAL_SDP = (
 )
 
 
+SEEK_JS = """(at) => {
+  const scrubber = document.querySelector('#scrubber')
+  scrubber.value = at
+  scrubber.dispatchEvent(new Event('input'))
+}"""
+VIDEO_TIME_JS = """(file) => {
+  const video = Array.from(document.querySelectorAll('#videos video'))
+    .find((v) => v.src.includes(file))
+  return video.currentTime
+}"""
+
+
+async def eventually_async(read: Any, expected: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = await read()
+        if (len(value) if isinstance(value, list) else value) == expected:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{value!r} is not {expected!r}")
+
+
 REMOTE_VIDEO_WIDTH_JS = """() => {
   const video = document.querySelector('.tile.remote video')
   return video ? video.videoWidth : 0
@@ -227,7 +261,29 @@ async def test_two_browser_pages_see_each_others_camera_and_the_recording_indica
         await cal.page.locator("#recording").wait_for(state="visible")
         await eventually(lambda: len(list((server.data_dir / "recordings").rglob("*.webm"))) == 2)
         await cal.screenshot("room-candidate-call.png")
+        await asyncio.sleep(3)
+        for page in pages:
+            await page.page.click("#call-leave")
         assert ivy.errors == [] and cal.errors == []
+        started = await server.events(room, ("media.started",))
+        await eventually_async(lambda: server.events(room, ("media.stopped",)), 2)
+
+        # The reviewer's replay plays both recordings in step with the playhead.
+        token = server.token(room, "reviewer", "Rae")
+        replay = await (await browser.new_context()).new_page()
+        await replay.goto(f"{server.url}/rooms/{room}/replay?token={token}")
+        videos = replay.locator("#videos video")
+        await eventually_async(videos.count, 2)
+        # Chromium loaded the WebM files (their metadata at least): they are playable.
+        loaded = (
+            "() => Array.from(document.querySelectorAll('#videos video'))"
+            ".every((v) => v.readyState >= 1)"
+        )
+        await eventually_async(lambda: replay.evaluate(loaded), True)
+        target = started[0].data["started_at"] + 2000
+        await replay.evaluate(SEEK_JS, target)
+        offset = await replay.evaluate(VIDEO_TIME_JS, started[0].data["file"])
+        assert abs(offset - 2.0) < 0.5, offset
 
 
 def room_link(server: ServerProcess, room: str, role: str, name: str) -> str:
