@@ -319,6 +319,18 @@ class SqlStore:
             rows = (await conn.execute(query)).all()
         return [(row.id, _event(room_id, row)) for row in rows]
 
+    async def seeds(self, limit: int) -> list[tuple[str, bytes]]:
+        """(room id, first update) of the ``limit`` newest rooms: their starter files."""
+        r, u = tables.rooms.c, tables.updates.c
+        query = (
+            select(r.id, u.data)
+            .join(tables.updates, and_(u.room_id == r.id, u.seq == 1))
+            .order_by(r.created_us.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [(row.id, row.data) for row in await conn.execute(query)]
+
     async def delete_room(self, room_id: str) -> bool:
         """Remove a room and everything recorded of it (its notes too); False if unknown."""
         keys = (room_id, f"{room_id}:notes")

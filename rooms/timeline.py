@@ -77,11 +77,27 @@ class _Char:
     origin: str
 
 
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """One change to one file's text within one logged update."""
+
+    at_us: int
+    author: str
+    kind: EntryKind
+    file: str
+    inserted: str
+    deleted: int
+    origin: str  # of the inserted text: seed, typed or paste
+    reported: bool  # a paste that a paste signal accounts for
+
+
 @dataclass(slots=True)
-class _Attribution:
-    """Who put each character of each file where it is, as the history is replayed."""
+class Attribution:
+    """Who put each character of each file where it is, and every edit, as the history is
+    replayed."""
 
     files: dict[str, list[_Char]] = field(default_factory=dict)
+    edits: list[Edit] = field(default_factory=list)
 
 
 class Timeline:
@@ -172,17 +188,19 @@ class Timeline:
         entries = await self.store.updates_until(room_id, 0, at_us)
         pastes = await self.store.events(room_id, ("signal.paste",), 100_000)
         names = await self.participants(room_id)
-        attribution = _replay_with_attribution(entries, pastes)
+        attribution = replay_with_attribution(entries, pastes)
         files = {}
         for name, chars in sorted(attribution.files.items()):
             files[name] = [_run_json(run, names) for run in _runs(chars)]
         return {"at": at_ms, "files": files, "participants": names}
 
 
-def _replay_with_attribution(entries: list[LogEntry], pastes: list[TimelineEvent]) -> _Attribution:
+def replay_with_attribution(entries: list[LogEntry], pastes: list[TimelineEvent]) -> Attribution:
+    """Replay a room's log, watching every text change: who wrote each character, how it
+    arrived, and the list of edits."""
     doc = new_doc()
     files = doc.get("files", type=Map)
-    result = _Attribution()
+    result = Attribution()
     current: list[LogEntry] = []
 
     def on_change(events: list[Any]) -> None:
@@ -201,8 +219,13 @@ def _replay_with_attribution(entries: list[LogEntry], pastes: list[TimelineEvent
                     if content and len(content) in removed:  # a rename keeps who wrote what
                         result.files[name] = removed.pop(len(content))
                         continue
-                    char = _Char(entry.author, entry.at_us, _origin(entry, content, name, pastes))
-                    result.files[name] = [char] * len(content)
+                    origin, reported = _origin(entry, content, name, pastes)
+                    result.files[name] = [_Char(entry.author, entry.at_us, origin)] * len(content)
+                    if content:
+                        result.edits.append(
+                            Edit(entry.at_us, entry.author, entry.kind, name, content, 0, origin,
+                                 reported)
+                        )  # fmt: skip
                 continue
             name = event.path[0]
             chars = result.files.setdefault(name, [])
@@ -212,12 +235,20 @@ def _replay_with_attribution(entries: list[LogEntry], pastes: list[TimelineEvent
                     position += op["retain"]
                 elif "delete" in op:
                     del chars[position : position + op["delete"]]
+                    result.edits.append(
+                        Edit(entry.at_us, entry.author, entry.kind, name, "", op["delete"],
+                             "typed", False)
+                    )  # fmt: skip
                 elif "insert" in op:
                     inserted = op["insert"] if isinstance(op["insert"], str) else ""
-                    origin = _origin(entry, inserted, name, pastes)
+                    origin, reported = _origin(entry, inserted, name, pastes)
                     char = _Char(entry.author, entry.at_us, origin)
                     chars[position:position] = [char] * len(inserted)
                     position += len(inserted)
+                    result.edits.append(
+                        Edit(entry.at_us, entry.author, entry.kind, name, inserted, 0, origin,
+                             reported)
+                    )  # fmt: skip
 
     subscription = files.observe_deep(on_change)
     try:
@@ -229,9 +260,12 @@ def _replay_with_attribution(entries: list[LogEntry], pastes: list[TimelineEvent
     return result
 
 
-def _origin(entry: LogEntry, inserted: str, file: str, pastes: list[TimelineEvent]) -> str:
+def _origin(
+    entry: LogEntry, inserted: str, file: str, pastes: list[TimelineEvent]
+) -> tuple[str, bool]:
+    """How text arrived (seed, typed or paste), and whether a paste signal reported it."""
     if entry.kind == EntryKind.SEED or entry.seq == 1:
-        return "seed"
+        return "seed", False
     if entry.kind == EntryKind.UPDATE and inserted:
         digest = hashlib.sha256(inserted.encode()).hexdigest()
         for signal in pastes:
@@ -242,10 +276,10 @@ def _origin(entry: LogEntry, inserted: str, file: str, pastes: list[TimelineEven
                 and digest.startswith(str(signal.data.get("hash", "")))
                 and signal.data.get("file", file) == file
             ):
-                return "paste"
+                return "paste", True
         if len(inserted) >= UNREPORTED_PASTE_CHARS:
-            return "paste"
-    return "typed"
+            return "paste", False
+    return "typed", False
 
 
 def _runs(chars: list[_Char]) -> list[tuple[int, int, _Char, int]]:

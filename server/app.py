@@ -14,6 +14,7 @@ import socketio
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from rooms.integrity import IntegrityReports
 from rooms.presence import Presence
 from rooms.registry import RoomPolicy, RoomRegistry
 from rooms.room import SnapshotPolicy, now_us
@@ -194,6 +195,8 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         services.registry,
         services.signer,
         timeline,
+        IntegrityReports(services.store, timeline),
+        services.store,
         services.media.config.recordings_dir,
     )
     pages = Pages(settings, services.registry, services.signer, timeline)

@@ -18,9 +18,12 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from rooms.errors import BadRequest, Forbidden, RoomError, RoomNotFound, Unauthorized
+from rooms.integrity import WEIGHTS, IntegrityReports
 from rooms.registry import RoomRegistry
+from rooms.room import now_us
+from rooms.store import SqlStore
 from rooms.timeline import PAGE_LIMIT, Cursor, Timeline, parse_time_ms
-from rooms.types import Role
+from rooms.types import Role, TimelineEvent
 from server.api import json_response, problem
 from server.settings import Settings
 from server.tokens import TokenSigner
@@ -36,8 +39,12 @@ class ReviewApi:
         registry: RoomRegistry,
         signer: TokenSigner,
         timeline: Timeline,
+        reports: IntegrityReports,
+        store: SqlStore,
         recordings_dir: Path,
     ) -> None:
+        self.reports = reports
+        self.store = store
         self.settings = settings
         self.registry = registry
         self.signer = signer
@@ -52,6 +59,8 @@ class ReviewApi:
             Route(f"{base}/diff", self._reviewed(self.diff), methods=["GET"]),
             Route(f"{base}/provenance", self._reviewed(self.provenance), methods=["GET"]),
             Route(f"{base}/recordings/{{name}}", self._reviewed(self.recording), methods=["GET"]),
+            Route(f"{base}/integrity", self._reviewed(self.integrity), methods=["GET"]),
+            Route(f"{base}/integrity/dismissals", self._reviewed(self.dismiss), methods=["POST"]),
         ]
 
     def _reviewed(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -60,7 +69,7 @@ class ReviewApi:
         async def endpoint(request: Request) -> Response:
             room_id = request.path_params["room_id"]
             try:
-                self._check_reviewer(request, room_id)
+                request.state.reviewer = self._check_reviewer(request, room_id)
                 await self.registry.info(room_id)
                 return await handler(request, room_id)
             except RoomError as e:
@@ -68,15 +77,17 @@ class ReviewApi:
 
         return endpoint
 
-    def _check_reviewer(self, request: Request, room_id: str) -> None:
+    def _check_reviewer(self, request: Request, room_id: str) -> str:
+        """Who is reviewing: the reviewer's participant id, or "admin"."""
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and key:
             if not hmac.compare_digest(key.encode(), self.settings.admin_key.encode()):
                 raise Unauthorized("wrong admin key")
-            return
+            return "admin"
         claims = self.signer.verify(request.query_params.get("token"), room_id)
         if claims.participant.role != Role.REVIEWER:
             raise Forbidden("only reviewers (or the admin key) read a room's recording")
+        return claims.participant.id
 
     async def timeline_page(self, request: Request, room_id: str) -> Response:
         """``GET /api/rooms/{id}/timeline?from=&to=&cursor=&limit=``."""
@@ -114,6 +125,38 @@ class ReviewApi:
         if not _RECORDING_NAME.match(name) or not path.is_file():
             raise RoomNotFound(f"no recording {name!r} in this room")
         return FileResponse(path, media_type="video/webm")
+
+    async def integrity(self, request: Request, room_id: str) -> Response:
+        """``GET /api/rooms/{id}/integrity``: the room's integrity report."""
+        return json_response(await self.reports.report(room_id))
+
+    async def dismiss(self, request: Request, room_id: str) -> Response:
+        """``POST /api/rooms/{id}/integrity/dismissals``: ``{"signal", "at", "note"}``, the
+        signal and first time of a flag that the reviewer has judged innocent."""
+        try:
+            body = await request.json()
+        except ValueError as e:
+            raise BadRequest("the body must be JSON") from e
+        if (
+            not isinstance(body, dict)
+            or set(body) != {"signal", "at", "note"}
+            or body["signal"] not in WEIGHTS
+            or isinstance(body["at"], bool)
+            or not isinstance(body["at"], int)
+            or not isinstance(body["note"], str)
+            or not 1 <= len(body["note"].strip()) <= 2000
+        ):
+            signals = ", ".join(WEIGHTS)
+            raise BadRequest(
+                f"a dismissal is {{'signal': one of {signals}, 'at': the flag's first time "
+                "(ms), 'note': 1 to 2000 characters}"
+            )
+        data = {"signal": body["signal"], "at": body["at"], "note": body["note"].strip()}
+        reviewer = request.state.reviewer
+        await self.store.append_event(
+            TimelineEvent(room_id, now_us(), reviewer, "integrity.dismissed", data)
+        )
+        return json_response({"ok": True, **data}, status=201)
 
 
 def _limit(raw: str | None) -> int:

@@ -81,6 +81,14 @@ async def test_the_replay_scrubbed_to_a_marker_shows_the_file_as_it_was(
     await replay.page.click("#prev-marker")
     await eventually_async(lambda: replay_text(replay), at_paste)
 
+    # The integrity panel points at the paste; its time seeks the replay there.
+    flag = replay.page.locator("#integrity li[data-signal=pasted_share]")
+    await flag.wait_for()
+    await replay.page.click("#mode-code")
+    await replay.page.click("#next-marker")
+    await flag.locator("button.time").first.click()
+    await eventually_async(lambda: replay_text(replay), at_paste)
+
     await replay.page.click("#mode-provenance")
     pasted = replay.page.locator("#provenance span[data-origin=paste]")
     await pasted.wait_for()

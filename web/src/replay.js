@@ -152,6 +152,49 @@ class Replay {
     this.recording.onRebuild = (doc) => this._attach(doc)
     this._attach(this.recording.doc)
     this.seek(this.begin)
+    this.showIntegrity()
+  }
+
+  async showIntegrity () {
+    let report
+    try {
+      report = await this.api.get('integrity')
+    } catch (error) {
+      this.el.integrity.replaceChildren(h('p', { class: 'error' }, error.message))
+      return
+    }
+    const flags = report.signals.map((s) => h('li', {
+      class: s.dismissed ? 'dismissed' : '', 'data-signal': s.signal
+    },
+    h('strong', {}, `${s.signal.replaceAll('_', ' ')} `),
+    h('span', { class: 'weight' }, s.dismissed ? 'dismissed' : `+${s.contribution}`),
+    h('p', {}, s.detail),
+    h('p', { class: 'times' }, s.times.map((t) => h('button', {
+      class: 'time', onclick: () => this.seek(t)
+    }, this._time(t)))),
+    s.dismissed
+      ? h('p', { class: 'note' }, `Dismissed: ${s.dismissed.note}`)
+      : h('button', { class: 'dismiss', onclick: () => this.dismiss(s) }, 'Dismiss…')))
+    const similar = report.similarity.map((m) => h('li', { 'data-room': m.room },
+      `${Math.round(m.share * 100)}% of this code matches room ${m.room} (${m.regions.length} region(s))`))
+    this.el.integrity.replaceChildren(
+      h('p', { class: 'score' }, h('span', { id: 'integrity-score' }, String(report.score)), ' / 100'),
+      flags.length ? h('ul', { class: 'flags' }, flags) : h('p', {}, 'No signal fired.'),
+      similar.length ? h('ul', { class: 'similar' }, similar) : null,
+      h('p', { class: 'limits' }, report.limits))
+  }
+
+  async dismiss (flag) {
+    const note = window.prompt(`Why is "${flag.signal.replaceAll('_', ' ')}" innocent here?`)
+    if (!note) return
+    const query = new URLSearchParams({ token: this.api.token })
+    const response = await fetch(`${this.api.base}/integrity/dismissals?${query}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ signal: flag.signal, at: flag.times[0], note })
+    })
+    if (!response.ok) window.alert((await response.json()).detail)
+    await this.showIntegrity()
   }
 
   // -- layout ----------------------------------------------------------------------------------
@@ -165,6 +208,7 @@ class Replay {
       outputs: h('div', { id: 'outputs', class: 'outputs' }),
       videos: h('div', { id: 'videos', class: 'tiles' }),
       events: h('ol', { id: 'event-list', class: 'event-list' }),
+      integrity: h('div', { id: 'integrity', class: 'integrity' }, 'Loading…'),
       playhead: h('span', { id: 'playhead', class: 'playhead' }),
       scrubber: h('input', { id: 'scrubber', type: 'range', min: this.begin, max: this.end,
         step: 1, value: this.begin, 'aria-label': 'Playhead' }),
@@ -218,6 +262,7 @@ class Replay {
         this.el.videos.childElementCount
           ? h('div', { class: 'panel call-panel' }, h('h2', {}, 'Video'), this.el.videos) : null,
         h('div', { class: 'panel output-panel' }, h('h2', {}, 'Output'), this.el.outputs),
+        h('div', { class: 'panel integrity-panel' }, h('h2', {}, 'Integrity'), this.el.integrity),
         h('div', { class: 'panel events-panel' }, h('h2', {}, 'Moments'), this.el.events)))
     document.getElementById('app').replaceChildren(header, main)
   }

@@ -12,6 +12,7 @@ import { RoundBar } from './round.js'
 import { mountNotes } from './notes.js'
 import { Call } from './media.js'
 import { fileDiffs, diffView } from './seeddiff.js'
+import { SignalReporter } from './signals.js'
 import { h, toast, fatal } from './ui.js'
 
 const SPEAKERS = new Set(['interviewer', 'candidate'])
@@ -143,13 +144,16 @@ function start () {
 
   let readOnly = !canSpeak
   let execution = null
+  // Only candidates' browsers report signals (the server accepts them from no one else).
+  const signals = participant.role === 'candidate' ? new SignalReporter(session) : null
   const workspace = new Workspace({
     doc: session.doc,
     awareness: session.awareness,
     tabs: el.tabs,
     editor: el.editor,
     canEdit: canSpeak,
-    onRun: (code) => toolbar.run(code)
+    onRun: (code) => toolbar.run(code),
+    extension: signals ? signals.editorExtension(() => workspace.current) : []
   })
   const pane = new OutputPane(el.outputs, session.doc.getArray('outputs'))
   const toolbar = runToolbar(el, session, workspace, pane, canSpeak, config)

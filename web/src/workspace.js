@@ -56,8 +56,9 @@ export class Workspace {
    * @param {HTMLElement} opts.editor where the editor goes
    * @param {boolean} opts.canEdit whether this role may ever edit
    * @param {(code: string|null) => void} opts.onRun Ctrl/Cmd+Enter: the selection, or null
+   * @param {object} [opts.extension] more editor behaviour (the candidate's signal reporter)
    */
-  constructor ({ doc, awareness, tabs, editor, canEdit, onRun }) {
+  constructor ({ doc, awareness, tabs, editor, canEdit, onRun, extension = [] }) {
     this.doc = doc
     this.files = doc.getMap('files')
     this.meta = doc.getMap('meta')
@@ -67,6 +68,7 @@ export class Workspace {
     this.canEdit = canEdit
     this.readOnly = !canEdit
     this.onRun = onRun
+    this.extension = extension
     this.current = null
     this.bound = null
     this.view = null
@@ -118,7 +120,8 @@ export class Workspace {
         ])),
         this.readOnlyCompartment.of(this._readOnlyExtension()),
         yCollab(ytext, this.awareness, { undoManager: new Y.UndoManager(ytext) }),
-        EditorView.contentAttributes.of({ 'aria-label': `Editor: ${name}` })
+        EditorView.contentAttributes.of({ 'aria-label': `Editor: ${name}` }),
+        this.extension
       ]
     })
     this.view = new EditorView({ state, parent: this.editorEl })
