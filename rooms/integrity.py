@@ -12,6 +12,7 @@ the replay and judge; the score only orders what to watch first.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import statistics
 from dataclasses import dataclass, field
@@ -318,7 +319,8 @@ class IntegrityReports:
         entries = await self.store.updates_until(room_id, 0, None)
         events = await self.store.events(room_id, (), 1_000_000)
         pastes = [e for e in events if e.type == "signal.paste"]
-        attribution = replay_with_attribution(entries, pastes)
+        # Seconds of CPU for a long session: off the event loop, which serves every room.
+        attribution = await asyncio.to_thread(replay_with_attribution, entries, pastes)
         people = await self.timeline.participants(room_id)
         candidates = frozenset(p for p, who in people.items() if who["role"] == "candidate")
         if not candidates:  # nobody joined through the control plane: every human author
@@ -351,8 +353,9 @@ class IntegrityReports:
         for other_id, seed in await self.store.seeds(SIMILAR_ROOMS_LIMIT):
             if other_id == room_id or files_of(load_doc([seed])) != starter:
                 continue
-            other = files_of(load_doc([e.update for e in await self.store.history(other_id)]))
-            match = compare(files, other, starter)
+            history = await self.store.history(other_id)
+            other = files_of(load_doc([e.update for e in history]))
+            match = await asyncio.to_thread(compare, files, other, starter)
             if match.share >= SIMILARITY_MIN_SHARE:
                 found.append({
                     "room": other_id,

@@ -8,6 +8,7 @@ are milliseconds since the Unix epoch; the store keeps microseconds.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import difflib
 import hashlib
@@ -188,7 +189,8 @@ class Timeline:
         entries = await self.store.updates_until(room_id, 0, at_us)
         pastes = await self.store.events(room_id, ("signal.paste",), 100_000)
         names = await self.participants(room_id)
-        attribution = replay_with_attribution(entries, pastes)
+        # Seconds of CPU for a long session: off the event loop, which serves every room.
+        attribution = await asyncio.to_thread(replay_with_attribution, entries, pastes)
         files = {}
         for name, chars in sorted(attribution.files.items()):
             files[name] = [_run_json(run, names) for run in _runs(chars)]

@@ -4,9 +4,11 @@ server: editing together, runs, notes, the end of a round, offline typing, bad l
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -285,3 +287,51 @@ async def test_the_room_page_forbids_outside_scripts_and_connections(server: Ser
     policy = response.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "connect-src 'self'" in policy
     assert "<b>Cal</b>" not in response.text  # names are data, never markup
+
+
+PASTE_JS = """(text) => {
+  const data = new DataTransfer()
+  data.setData('text/plain', text)
+  const event = new ClipboardEvent('paste', { clipboardData: data, bubbles: true })
+  document.querySelector('.editor .cm-content').dispatchEvent(event)
+}"""
+
+
+async def test_the_candidates_page_reports_pastes_and_leaving_the_tab(
+    server: ServerProcess, browser: Browser
+) -> None:
+    room = server.create_room(files={"main.py": ""})
+    cal = await open_room(browser, link(server, room, server.token(room, "candidate", "Cal")))
+    ivy = await open_room(browser, link(server, room, server.token(room, "interviewer", "Ivy")))
+    pasted = "def solve(xs):\n    return sorted(xs)[::-1]\n"
+    await cal.page.click(".editor .cm-content")
+    await cal.page.evaluate(PASTE_JS, pasted)
+    await converged(ivy, cal, "return sorted(xs)")
+    await cal.page.evaluate("() => window.dispatchEvent(new Event('blur'))")
+    # The interviewer's page pastes too, and reports nothing: only candidates' pages do.
+    await ivy.page.click(".editor .cm-content")
+    await ivy.page.evaluate(PASTE_JS, "# ok\n")
+
+    async def signals() -> list[str]:
+        return [e.type for e in await server.events(room) if e.type.startswith("signal.")]
+
+    await eventually_true(lambda: signals(), ["signal.paste", "signal.blur"])
+    (paste,) = await server.events(room, ("signal.paste",))
+    assert paste.data["length"] == len(pasted)
+    assert paste.data["hash"] == hashlib.sha256(pasted.encode()).hexdigest()
+    assert paste.data["file"] == "main.py" and paste.data["offset"] == 0
+    token = server.token(room, "reviewer")
+    runs = httpx.get(f"{server.url}/api/rooms/{room}/provenance", params={"token": token})
+    origins = {(r["name"], r["origin"]) for r in runs.json()["files"]["main.py"]}
+    assert ("Cal", "paste") in origins
+
+
+async def eventually_true(read: Callable[[], Any], expected: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = await read()
+        if value == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{value!r} != {expected!r}")
