@@ -71,7 +71,7 @@ class Services:
         await self.control.close_room(room_id, "the room was deleted")
         self.presence.forget(room_id)
         self.rounds.forget(room_id)
-        await self.media.room_ended(room_id)
+        await self.media.end_call(room_id, "the room was deleted")
         await self.execution.forget(room_id)
         await self.registry.remove(room_id)
         await self.store.delete_room(room_id)
@@ -119,7 +119,7 @@ def build_services(settings: Settings) -> Services:
     async def round_changed(room_id: str, round_: Round) -> None:
         await execution.round_changed(room_id, round_)
         if round_.state == RoundState.ENDED:
-            await media.room_ended(room_id)
+            await media.end_call(room_id, "the round ended")
 
     execution = build_execution(settings, registry)
     media = MediaHub(media_config(settings), emit, record, show_media)

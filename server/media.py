@@ -273,22 +273,20 @@ class MediaHub:
             await self._tell_all(call, "media", call.state())
         return {"ok": True, **call.state()}
 
-    async def room_ended(self, room_id: str) -> None:
-        """The round ended: finish every recording of the room and close its server peers."""
+    async def end_call(self, room_id: str, reason: str) -> None:
+        """End a room's call (its round ended, it was deleted, the server stops): everyone in
+        it is told why, every recording is finished and the server's peers are closed."""
         call = self._calls.pop(room_id, None)
         if call is None:
             return
         async with call.lock:
-            for pid in list(call.members):
+            for pid, member in list(call.members.items()):
+                await self.emit(member.sid, "media_ended", {"reason": reason})
                 await self._drop(call, pid)
 
     async def close(self) -> None:
         for room_id in list(self._calls):
-            await self.room_ended(room_id)
-
-    def recordings(self, room_id: str) -> list[WebmRecording]:
-        call = self._calls.get(room_id)
-        return list(call.recordings.values()) if call else []
+            await self.end_call(room_id, "the server is stopping")
 
     # -- the server's peers --------------------------------------------------------------------
 

@@ -221,6 +221,19 @@ async def any_server(request: pytest.FixtureRequest, make_server: Any) -> Server
     return make_server(request.param)  # type: ignore[no-any-return]
 
 
+async def eventually_equal(read: Any, expected: Any, timeout: float = 10.0) -> None:
+    """Wait until the awaited ``read()`` equals ``expected`` (a list: has that many items)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    value = None
+    while asyncio.get_running_loop().time() < deadline:
+        value = await read()
+        got = len(value) if isinstance(value, list) and isinstance(expected, int) else value
+        if got == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{value!r} is not {expected!r}")
+
+
 async def eventually(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> None:
     """Wait until ``predicate()`` is true (converging replicas take a few milliseconds)."""
     deadline = asyncio.get_running_loop().time() + timeout

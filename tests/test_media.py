@@ -8,13 +8,12 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import av
 import httpx
 import pytest
 from browser import chromium, open_room
-from conftest import ServerProcess, eventually
+from conftest import ServerProcess, eventually, eventually_equal
 from control import ControlClient
 from rtcclient import CallClient
 
@@ -212,17 +211,6 @@ VIDEO_TIME_JS = """(file) => {
 }"""
 
 
-async def eventually_async(read: Any, expected: Any, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = await read()
-        if (len(value) if isinstance(value, list) else value) == expected:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{value!r} is not {expected!r}")
-
-
 REMOTE_VIDEO_WIDTH_JS = """() => {
   const video = document.querySelector('.tile.remote video')
   return video ? video.videoWidth : 0
@@ -266,20 +254,20 @@ async def test_two_browser_pages_see_each_others_camera_and_the_recording_indica
             await page.page.click("#call-leave")
         assert ivy.errors == [] and cal.errors == []
         started = await server.events(room, ("media.started",))
-        await eventually_async(lambda: server.events(room, ("media.stopped",)), 2)
+        await eventually_equal(lambda: server.events(room, ("media.stopped",)), 2, timeout=15)
 
         # The reviewer's replay plays both recordings in step with the playhead.
         token = server.token(room, "reviewer", "Rae")
         replay = await (await browser.new_context()).new_page()
         await replay.goto(f"{server.url}/rooms/{room}/replay?token={token}")
         videos = replay.locator("#videos video")
-        await eventually_async(videos.count, 2)
+        await eventually_equal(videos.count, 2)
         # Chromium loaded the WebM files (their metadata at least): they are playable.
         loaded = (
             "() => Array.from(document.querySelectorAll('#videos video'))"
             ".every((v) => v.readyState >= 1)"
         )
-        await eventually_async(lambda: replay.evaluate(loaded), True)
+        await eventually_equal(lambda: replay.evaluate(loaded), True)
         target = started[0].data["started_at"] + 2000
         await replay.evaluate(SEEK_JS, target)
         offset = await replay.evaluate(VIDEO_TIME_JS, started[0].data["file"])

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from browser import RoomPage, chromium, open_room
-from conftest import ServerProcess, eventually
+from conftest import ServerProcess, eventually, eventually_equal
 from control import ControlClient
 from playwright.async_api import Browser
 from yclient import YClient
@@ -75,11 +75,11 @@ async def test_the_replay_scrubbed_to_a_marker_shows_the_file_as_it_was(
     )
     assert kinds == ["round", "paste", "chat", "round"]
     await replay.page.click(".marker.paste")
-    await eventually_async(lambda: replay_text(replay), at_paste)
+    await eventually_equal(lambda: replay_text(replay), at_paste)
     await replay.page.click("#next-marker")  # the chat line, after the later typing
-    await eventually_async(lambda: replay_text(replay), final)
+    await eventually_equal(lambda: replay_text(replay), final)
     await replay.page.click("#prev-marker")
-    await eventually_async(lambda: replay_text(replay), at_paste)
+    await eventually_equal(lambda: replay_text(replay), at_paste)
 
     # The integrity panel points at the paste; its time seeks the replay there.
     flag = replay.page.locator("#integrity li[data-signal=pasted_share]")
@@ -87,7 +87,7 @@ async def test_the_replay_scrubbed_to_a_marker_shows_the_file_as_it_was(
     await replay.page.click("#mode-code")
     await replay.page.click("#next-marker")
     await flag.locator("button.time").first.click()
-    await eventually_async(lambda: replay_text(replay), at_paste)
+    await eventually_equal(lambda: replay_text(replay), at_paste)
 
     await replay.page.click("#mode-provenance")
     pasted = replay.page.locator("#provenance span[data-origin=paste]")
@@ -113,7 +113,7 @@ async def test_playback_reaches_the_end_with_idle_time_skipped(
     await replay.page.select_option("#speed", "1")
     await replay.page.click("#play")
     # At 1x the 6 s gap would take 6 s; skipped, the end comes within about a second.
-    await eventually_async(lambda: replay_text(replay), "ab", timeout=3)
+    await eventually_equal(lambda: replay_text(replay), "ab", timeout=3)
     assert await replay.page.locator("#play").inner_text() == "▶ Play"  # stopped at the end
 
 
@@ -141,15 +141,3 @@ async def test_a_followup_shows_the_changes_since_the_take_home(
     assert "+def solve" not in text
     await ivy.page.click("#show-changes")
     assert await ivy.page.locator("#changes").is_hidden()
-
-
-async def eventually_async(read: object, expected: str, timeout: float = 10) -> None:
-    """Wait until the awaited ``read()`` equals ``expected``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    value = None
-    while asyncio.get_running_loop().time() < deadline:
-        value = await read()  # type: ignore[operator]
-        if value == expected:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{value!r} != {expected!r}")

@@ -8,12 +8,11 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from browser import CuttableProxy, RoomPage, chromium, open_room
-from conftest import ServerProcess, eventually
+from conftest import ServerProcess, eventually, eventually_equal
 from playwright.async_api import Browser, WebSocket
 from yclient import YClient
 
@@ -315,7 +314,7 @@ async def test_the_candidates_page_reports_pastes_and_leaving_the_tab(
     async def signals() -> list[str]:
         return [e.type for e in await server.events(room) if e.type.startswith("signal.")]
 
-    await eventually_true(lambda: signals(), ["signal.paste", "signal.blur"])
+    await eventually_equal(signals, ["signal.paste", "signal.blur"])
     (paste,) = await server.events(room, ("signal.paste",))
     assert paste.data["length"] == len(pasted)
     assert paste.data["hash"] == hashlib.sha256(pasted.encode()).hexdigest()
@@ -324,14 +323,3 @@ async def test_the_candidates_page_reports_pastes_and_leaving_the_tab(
     runs = httpx.get(f"{server.url}/api/rooms/{room}/provenance", params={"token": token})
     origins = {(r["name"], r["origin"]) for r in runs.json()["files"]["main.py"]}
     assert ("Cal", "paste") in origins
-
-
-async def eventually_true(read: Callable[[], Any], expected: Any, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = await read()
-        if value == expected:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{value!r} != {expected!r}")
