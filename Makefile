@@ -20,12 +20,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages: bubblewrap (the kernels' sandbox), python3-venv (their Python), and
-# chromium (the browser the end-to-end tests drive through Playwright; never its own download).
+# Debian packages: bubblewrap (the kernels' sandbox), python3-venv (their Python), chromium
+# (the browser the end-to-end tests drive through Playwright; never its own download) and
+# iproute2 (`ip`, to bring up loopback in the media tests' network namespace).
 system-packages:
-	@command -v bwrap >/dev/null && command -v chromium >/dev/null && \
+	@command -v bwrap >/dev/null && command -v chromium >/dev/null && command -v ip >/dev/null && \
 	  $(KERNEL_PYTHON) -c 'import ensurepip' 2>/dev/null || \
-	  (apt-get update -q && apt-get install -y -q bubblewrap python3-venv chromium)
+	  (apt-get update -q && apt-get install -y -q bubblewrap python3-venv chromium iproute2)
 
 $(KERNEL_STAMP): kernels/build_env.sh | system-packages
 	kernels/build_env.sh $(KERNEL_ENV) $(KERNEL_PYTHON)
@@ -45,7 +46,7 @@ $(WEB_BUNDLE): $(WEB_MODULES) web/build.mjs $(wildcard web/src/*)
 ## web: build the room page's bundle into web/dist (served under /assets/)
 web: $(WEB_BUNDLE)
 
-install: $(STAMP) $(KERNEL_STAMP) $(WEB_BUNDLE)
+install: system-packages $(STAMP) $(KERNEL_STAMP) $(WEB_BUNDLE)
 
 ## run: the server on the embedded default (SQLite under var/), with a demo room
 run: install

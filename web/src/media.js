@@ -95,12 +95,10 @@ export class Call {
       this.joinButton.hidden = true
       for (const b of [this.leaveButton, this.micButton, this.camButton]) b.hidden = false
       this._say(null)
+      for (const peer of answer.peers) this.names.set(peer.id, peer.name)
       if (this.state.recording || this.state.mode === 'relay') await this._sendUplink()
       if (this.state.mode === 'mesh') {
-        for (const peer of answer.peers) {
-          this.names.set(peer.id, peer.name)
-          await this._offerTo(peer.id)
-        }
+        for (const peer of answer.peers) await this._offerTo(peer.id)
       }
     } catch (error) {
       this._hangUp()
