@@ -319,6 +319,22 @@ class SqlStore:
             rows = (await conn.execute(query)).all()
         return [(row.id, _event(room_id, row)) for row in rows]
 
+    # -- assessments (rooms/assessments.py) ---------------------------------------------------
+
+    async def save_assessments(self, rows: list[dict[str, Any]]) -> None:
+        """Store a loaded set in one transaction, replacing earlier versions of the same ids."""
+        a = tables.assessments
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(a).where(a.c.id.in_([row["id"] for row in rows])))
+            await conn.execute(insert(a), rows)
+
+    async def assessments(self) -> list[dict[str, Any]]:
+        """Every stored assessment, its definition as JSON text."""
+        a = tables.assessments.c
+        query = select(a.id, a.kind, a.title, a.source, a.definition, a.loaded_us).order_by(a.id)
+        async with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in await conn.execute(query)]
+
     async def seeds(self, limit: int) -> list[tuple[str, bytes]]:
         """(room id, first update) of the ``limit`` newest rooms: their starter files."""
         r, u = tables.rooms.c, tables.updates.c

@@ -70,4 +70,15 @@ events = Table(
     Column("data", Text, nullable=False),
 )
 Index("ix_events_room", events.c.room_id, events.c.id)
+
+assessments = Table(
+    "assessments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("source", String(300), nullable=False),
+    Column("definition", Text, nullable=False),  # JSON, hidden tests included: server only
+    Column("loaded_us", BigInteger, nullable=False),
+)
 Index("ix_snapshots_time", snapshots.c.room_id, snapshots.c.at_us)

@@ -34,8 +34,24 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+def require_admin(request: Request, admin_key: str) -> None:
+    """Raise ``Unauthorized`` unless the request carries ``Authorization: Bearer <admin key>``."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("send the admin key as 'Authorization: Bearer <key>'")
+    if not hmac.compare_digest(key.encode(), admin_key.encode()):
+        raise Unauthorized("wrong admin key")
+
+
 def problem(error: RoomError) -> Response:
-    body = {"title": type(error).__name__, "status": error.status, "detail": error.reason}
+    body: dict[str, Any] = {
+        "title": type(error).__name__,
+        "status": error.status,
+        "detail": error.reason,
+    }
+    problems = getattr(error, "problems", None)
+    if problems is not None:  # an assessment set: every problem, with file, line and field
+        body["problems"] = [p.to_json() for p in problems]
     return Response(orjson.dumps(body), error.status, media_type="application/problem+json")
 
 
@@ -78,11 +94,7 @@ class RoomApi:
         return endpoint
 
     def _check_admin(self, request: Request) -> None:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not key:
-            raise Unauthorized("send the admin key as 'Authorization: Bearer <key>'")
-        if not hmac.compare_digest(key.encode(), self.settings.admin_key.encode()):
-            raise Unauthorized("wrong admin key")
+        require_admin(request, self.settings.admin_key)
 
     async def create_room(self, request: Request) -> Response:
         """``POST /api/rooms``: ``{"kind", "language", "files"?, "seed_from"?,

@@ -27,6 +27,7 @@ from server.api import RoomApi
 from server.control import ControlNamespace
 from server.doc_socket import DocSocket
 from server.execution import Execution, build_execution
+from server.funnel import FunnelApi
 from server.media import MediaConfig, MediaHub
 from server.pages import Pages
 from server.recording import check_aiortc_internals
@@ -79,10 +80,15 @@ class Services:
         log.info("room deleted", extra={"room": room_id})
 
 
+def open_store(settings: Settings) -> SqlStore:
+    """The durable store the settings name (not started): SQLite under data_dir by default."""
+    url = settings.database_url or sqlite_url(settings.data_path / "clarityhire.db")
+    return SqlStore(url, settings.database_schema)
+
+
 def build_services(settings: Settings) -> Services:
     settings = resolve_secrets(settings)
-    url = settings.database_url or sqlite_url(settings.data_path / "clarityhire.db")
-    store = SqlStore(url, settings.database_schema)
+    store = open_store(settings)
     update_log = UpdateLog(store, settings.log_commit_window_ms / 1000)
     policy = RoomPolicy(
         snapshots=SnapshotPolicy(settings.snapshot_every_updates, settings.snapshot_every_seconds),
@@ -203,7 +209,9 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
     doc_socket = DocSocket(
         services.registry, services.signer, settings.max_message_bytes, services.rounds.arrived
     )
-    app = Starlette(routes=[*api.routes(), *review.routes(), *pages.routes()], lifespan=lifespan)
+    funnel = FunnelApi(settings, services.store)
+    routes = [*api.routes(), *review.routes(), *funnel.routes(), *pages.routes()]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     return socketio.ASGIApp(services.sio, other_asgi_app=DocSocketFirst(app, doc_socket))
 

@@ -7,7 +7,6 @@ rooms, are refused. Times are milliseconds since the Unix epoch. Errors are prob
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -17,14 +16,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from rooms.errors import BadRequest, Forbidden, RoomError, RoomNotFound, Unauthorized
+from rooms.errors import BadRequest, Forbidden, RoomError, RoomNotFound
 from rooms.integrity import WEIGHTS, IntegrityReports
 from rooms.registry import RoomRegistry
 from rooms.room import now_us
 from rooms.store import SqlStore
 from rooms.timeline import PAGE_LIMIT, Cursor, Timeline, parse_time_ms
 from rooms.types import Role, TimelineEvent
-from server.api import json_response, problem
+from server.api import json_response, problem, require_admin
 from server.settings import Settings
 from server.tokens import TokenSigner
 
@@ -79,10 +78,8 @@ class ReviewApi:
 
     def _check_reviewer(self, request: Request, room_id: str) -> str:
         """Who is reviewing: the reviewer's participant id, or "admin"."""
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and key:
-            if not hmac.compare_digest(key.encode(), self.settings.admin_key.encode()):
-                raise Unauthorized("wrong admin key")
+        if request.headers.get("authorization"):
+            require_admin(request, self.settings.admin_key)
             return "admin"
         claims = self.signer.verify(request.query_params.get("token"), room_id)
         if claims.participant.role != Role.REVIEWER:

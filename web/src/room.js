@@ -83,7 +83,7 @@ function changesToggle (el, workspace, submitted) {
   return button
 }
 
-function runToolbar (el, session, workspace, pane, canRun, config) {
+function runToolbar (el, session, workspace, pane, canRun) {
   const run = async (code) => {
     const { file } = workspace.selection()
     if (!file) { toast('Open a file to run', 'error'); return }
@@ -119,7 +119,6 @@ function runToolbar (el, session, workspace, pane, canRun, config) {
   }
   const status = h('span', { class: 'kernel-status' })
   el.toolbar.replaceChildren(...Object.values(buttons), status)
-  if (config.submitted_files) el.toolbar.append(changesToggle(el, workspace, config.submitted_files))
   const refresh = (readOnly, execution) => {
     const off = !canRun || readOnly || (execution && !execution.enabled)
     for (const b of Object.values(buttons)) b.disabled = off
@@ -156,7 +155,8 @@ function start () {
     extension: signals ? signals.editorExtension(() => workspace.current) : []
   })
   const pane = new OutputPane(el.outputs, session.doc.getArray('outputs'))
-  const toolbar = runToolbar(el, session, workspace, pane, canSpeak, config)
+  const toolbar = runToolbar(el, session, workspace, pane, canSpeak)
+  if (config.submitted_files) el.toolbar.append(changesToggle(el, workspace, config.submitted_files))
   const people = new PeopleList(el.people, session.awareness, participant)
   const chat = new Chat(el.chat, session, participant, canSpeak)
   const round = new RoundBar(el.round, session, { role: participant.role, kind: config.room.kind },
