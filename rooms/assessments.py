@@ -34,6 +34,8 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*\n?(.*)\Z", re.DOTALL)
 STAGE_TYPES = ("mcq", "task", "live", "design")
 MAX_FILE_BYTES = 512 * 1024
+MAX_TITLE = 200  # the store's column
+MAX_SOURCE = 300  # file names, likewise
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +77,6 @@ class McqTest:
     time_limit_s: int
     shuffle: bool
     questions: tuple[Question, ...]
-
-    def score(self, answers: dict[str, list[int]]) -> float:
-        """Percent of the weighted points: a question counts only when exactly right."""
-        total = sum(q.weight for q in self.questions)
-        got = sum(
-            q.weight for q in self.questions if sorted(answers.get(q.id, [])) == list(q.answers)
-        )
-        return round(100 * got / total, 2) if total else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +131,9 @@ class _Reader:
         self._where: dict[str, tuple[str, dict[tuple[Any, ...], int]]] = {}  # id: file, lines
 
     def file(self, name: str, text: str) -> Assessment | None:
+        if len(name) > MAX_SOURCE:
+            self._problem(name[:60] + "…", 1, "(file)", f"a name over {MAX_SOURCE} characters")
+            return None
         if len(text.encode()) > MAX_FILE_BYTES:
             self._problem(name, 1, "(file)", f"over {MAX_FILE_BYTES} bytes")
             return None
@@ -158,7 +155,11 @@ class _Reader:
             self._problem(name, 1 + offset, "(file)", "must be a mapping of fields")
             return None
         lines: dict[tuple[Any, ...], int] = {}
-        data = _plain(node, (), lines, offset)
+        try:
+            data = _Plain(lines, offset).convert(node, ())
+        except ValueError as e:
+            self._problem(name, 1 + offset, "(yaml)", str(e))
+            return None
         doc = _Doc(self, name, data, lines)
         kind = doc.text(("kind",), choices=("mcq", "task", "pipeline"))
         if kind == "mcq":
@@ -177,6 +178,8 @@ class _Reader:
         return result
 
     def cross_check(self, loaded: list[Assessment]) -> None:
+        """What one file says of another: pipeline stages name loaded assessments of their
+        type, live stages seed from an earlier task stage, stage ids are unique."""
         kinds = {a.id: type(a) for a in loaded}
         for pipeline in (a for a in loaded if isinstance(a, Pipeline)):
             name, lines = self._where[pipeline.id]
@@ -206,7 +209,7 @@ class _Reader:
     def _mcq(self, doc: _Doc) -> McqTest | None:
         doc.only({"kind", "id", "title", "time_limit_minutes", "shuffle", "questions"}, ())
         questions = []
-        items = doc.list(("questions",))
+        items = doc.items(("questions",))
         ids: set[str] = set()
         for i in range(len(items)):
             path = ("questions", i)
@@ -216,7 +219,7 @@ class _Reader:
                 doc.problem((*path, "id"), f"question {qid!r} appears twice")
             ids.add(qid)
             choices = tuple(
-                doc.text((*path, "choices", j)) for j in range(len(doc.list((*path, "choices"))))
+                doc.text((*path, "choices", j)) for j in range(len(doc.items((*path, "choices"))))
             )
             if len(choices) < 2:
                 doc.problem((*path, "choices"), "at least two choices")
@@ -242,7 +245,7 @@ class _Reader:
             doc.problem(("questions",), "at least one question")
         return McqTest(
             doc.ident(("id",)),
-            doc.text(("title",)),
+            doc.title(("title",)),
             doc.minutes(("time_limit_minutes",)),
             doc.flag(("shuffle",), default=False),
             tuple(questions),
@@ -256,7 +259,7 @@ class _Reader:
             doc.problem(("(prompt)",), "the Markdown after the front matter is the prompt")
         return CodingTask(
             doc.ident(("id",)),
-            doc.text(("title",)),
+            doc.title(("title",)),
             doc.text(("language",)),
             doc.minutes(("time_limit_minutes",)),
             prompt,
@@ -268,7 +271,7 @@ class _Reader:
     def _pipeline(self, doc: _Doc) -> Pipeline | None:
         doc.only({"kind", "id", "title", "stages"}, ())
         stages = []
-        items = doc.list(("stages",))
+        items = doc.items(("stages",))
         if not items:
             doc.problem(("stages",), "at least one stage")
         for i in range(len(items)):
@@ -301,7 +304,7 @@ class _Reader:
                     doc.ident((*path, "seed_from")) if doc.get((*path, "seed_from")) else None,
                 )
             )
-        return Pipeline(doc.ident(("id",)), doc.text(("title",)), tuple(stages))
+        return Pipeline(doc.ident(("id",)), doc.title(("title",)), tuple(stages))
 
 
 class _Doc:
@@ -356,6 +359,12 @@ class _Doc:
             return ""
         return value
 
+    def title(self, path: tuple[Any, ...]) -> str:
+        value = self.text(path)
+        if len(value) > MAX_TITLE:
+            self.problem(path, f"at most {MAX_TITLE} characters")
+        return value
+
     def ident(self, path: tuple[Any, ...]) -> str:
         value = self.text(path)
         if value and not _ID.match(value):
@@ -386,7 +395,7 @@ class _Doc:
             return default
         return value
 
-    def list(self, path: tuple[Any, ...]) -> list[Any]:
+    def items(self, path: tuple[Any, ...]) -> list[Any]:
         value = self.get(path)
         if value is None:
             self.problem(path, "required list")
@@ -413,22 +422,36 @@ class _Doc:
         return result
 
 
-def _plain(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
-           offset: int) -> Any:  # fmt: skip
-    """The node as plain Python, with the line of every path noted in ``lines``."""
-    lines[path] = node.start_mark.line + 1 + offset
-    if isinstance(node, yaml.MappingNode):
-        result = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            result[key] = _plain(value_node, (*path, key), lines, offset)
-            lines[(*path, key)] = key_node.start_mark.line + 1 + offset
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_plain(item, (*path, i), lines, offset) for i, item in enumerate(node.value)]
-    return yaml.SafeLoader(  # resolve a scalar the way safe_load would
-        ""
-    ).construct_object(node, deep=True)
+class _Plain:
+    """YAML nodes as plain Python, with the line of every path noted. Mapping keys must be
+    plain scalars, and the expanded size is capped (aliases could make a small file huge)."""
+
+    MAX_NODES = 20_000
+
+    def __init__(self, lines: dict[tuple[Any, ...], int], offset: int) -> None:
+        self.lines = lines
+        self.offset = offset
+        self.nodes = 0
+        self.constructor = yaml.SafeLoader("")
+
+    def convert(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
+        self.nodes += 1
+        if self.nodes > self.MAX_NODES:
+            raise ValueError(f"more than {self.MAX_NODES} values (aliases expanded)")
+        self.lines[path] = node.start_mark.line + 1 + self.offset
+        if isinstance(node, yaml.MappingNode):
+            result = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise ValueError(f"line {key_node.start_mark.line + 1 + self.offset}: "
+                                     "keys must be plain names")  # fmt: skip
+                key = key_node.value
+                result[key] = self.convert(value_node, (*path, key))
+                self.lines[(*path, key)] = key_node.start_mark.line + 1 + self.offset
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self.constructor.construct_object(node, deep=True)
 
 
 def stored_row(assessment: Assessment, source: str, loaded_us: int) -> dict[str, Any]:

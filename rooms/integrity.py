@@ -21,14 +21,21 @@ from typing import Any
 from rooms.document import files_of, load_doc
 from rooms.similarity import compare
 from rooms.store import SqlStore
-from rooms.timeline import Attribution, Edit, Timeline, replay_with_attribution
-from rooms.types import SYSTEM_AUTHOR, EntryKind, TimelineEvent
+from rooms.timeline import (
+    UNREPORTED_PASTE_CHARS,
+    Attribution,
+    Edit,
+    Timeline,
+    replay_with_attribution,
+)
+from rooms.types import SYSTEM_AUTHOR, EntryKind, LogEntry, TimelineEvent
 
 # Thresholds, each chosen so that the steady human typing of the test sessions stays quiet.
 PASTED_SHARE_MIN = 0.15  # of the candidate's final code
-BULK_CHARS = 40  # an insertion this long in one keystroke-level update
+BULK_CHARS = UNREPORTED_PASTE_CHARS  # one keystroke-level update inserting this much
 BURST_CHARS = 30  # this many characters in a row ...
 BURST_GAP_MS = 25  # ... each within this long of the previous one (people: ~100-250 ms)
+STALL_MS_PER_CHAR = 60  # a burst after a pause this long per character is a stalled network
 ABSENCE_MIN_S = 30.0  # away from the tab at least this long ...
 RETURN_WINDOW_S = 15.0  # ... then within this long after coming back ...
 RETURN_BULK_CHARS = 60  # ... at least this much code in a few updates
@@ -54,7 +61,7 @@ class Flag:
     strength: float
     times: list[int]  # ms since the epoch: where to look in the replay
     detail: str
-    runs: list[int] = field(default_factory=list)
+    run_times: list[int] = field(default_factory=list)  # ms, of runs near the flag
 
     def to_json(self, dismissed: dict[str, Any] | None) -> dict[str, Any]:
         weight = WEIGHTS[self.signal]
@@ -65,7 +72,7 @@ class Flag:
             "contribution": 0 if dismissed else round(weight * self.strength, 1),
             "times": self.times,
             "detail": self.detail,
-            "runs_nearby": self.runs,
+            "runs_nearby": self.run_times,
             "dismissed": dismissed,
         }
 
@@ -111,7 +118,7 @@ def assess(session: Session) -> list[Flag]:
         *late_first_keystroke(session),
     ]
     for flag in flags:
-        flag.runs = [
+        flag.run_times = [
             r.at_us // 1000
             for r in session.runs
             if any(abs(r.at_us // 1000 - t) <= CONTEXT_S * 1000 for t in flag.times)
@@ -134,13 +141,11 @@ def pasted_share(session: Session) -> list[Flag]:
     own = [c for c in session.final_chars if c.author in session.candidates]
     if not own:
         return []
-    pasted = [c for c in own if c.origin == "paste"]
+    pasted = [c for c in own if c.origin == "paste" and c.reported]
     share = len(pasted) / len(own)
     if share < PASTED_SHARE_MIN:
         return []
     times = sorted({e.at_us // 1000 for e in session.edits if e.origin == "paste" and e.reported})
-    if not times:
-        return []  # unreported pastes are their own signal
     return [
         Flag(
             "pasted_share",
@@ -179,6 +184,14 @@ def typing_bursts(session: Session) -> list[Flag]:
     keys = [e for e in session.edits if e.kind == EntryKind.UPDATE and 0 < len(e.inserted) <= 3]
     gaps = [(b.at_us - a.at_us) / 1000 for a, b in itertools.pairwise(keys)]
     bursts: list[tuple[int, int]] = []  # (start time, characters)
+
+    def close(start: int, chars: int) -> None:
+        # Times are the server's: after a network stall, keys typed at a person's pace
+        # during it arrive all at once. Such a burst is no faster than the stall was long.
+        stall_ms = gaps[start - 1] if start > 0 else 0.0
+        if chars >= BURST_CHARS and stall_ms < chars * STALL_MS_PER_CHAR:
+            bursts.append((keys[start].at_us // 1000, chars))
+
     start, run_chars = 0, 0
     for i, gap in enumerate(gaps):
         if gap < BURST_GAP_MS:
@@ -186,11 +199,11 @@ def typing_bursts(session: Session) -> list[Flag]:
                 start, run_chars = i, len(keys[i].inserted)
             run_chars += len(keys[i + 1].inserted)
         else:
-            if run_chars >= BURST_CHARS:
-                bursts.append((keys[start].at_us // 1000, run_chars))
+            if run_chars:
+                close(start, run_chars)
             run_chars = 0
-    if run_chars >= BURST_CHARS:
-        bursts.append((keys[start].at_us // 1000, run_chars))
+    if run_chars:
+        close(start, run_chars)
     if not bursts:
         return []
     median = statistics.median(gaps) if gaps else 0
@@ -308,6 +321,10 @@ SIMILAR_ROOMS_LIMIT = 50
 SIMILARITY_MIN_SHARE = 0.35  # shared idioms reach ~0.2 between unrelated solutions
 
 
+def _files(entries: list[LogEntry]) -> dict[str, str]:
+    return files_of(load_doc([e.update for e in entries]))
+
+
 class IntegrityReports:
     """Integrity reports of rooms, computed from their recordings when asked."""
 
@@ -335,8 +352,8 @@ class IntegrityReports:
             for e in events
             if e.type == "integrity.dismissed"
         }
-        files = files_of(load_doc([e.update for e in entries]))
-        starter = files_of(load_doc([e.update for e in entries[:1]]))
+        files = await asyncio.to_thread(_files, entries)
+        starter = await asyncio.to_thread(_files, entries[:1])
         return {
             "room": room_id,
             "score": score(flags, set(dismissals)),
@@ -350,11 +367,15 @@ class IntegrityReports:
     ) -> list[dict[str, Any]]:
         """Other submissions of the same task (the same starter files) that share code."""
         found = []
-        for other_id, seed in await self.store.seeds(SIMILAR_ROOMS_LIMIT):
-            if other_id == room_id or files_of(load_doc([seed])) != starter:
+        this = await self.store.get_room(room_id)
+        for other_id, seeded_from, seed in await self.store.seeds(SIMILAR_ROOMS_LIMIT):
+            # A follow-up seeded from a take-home holds that very code: not a copy of it.
+            related = other_id == room_id or room_id == seeded_from
+            if related or (this is not None and this.seeded_from == other_id):
                 continue
-            history = await self.store.history(other_id)
-            other = files_of(load_doc([e.update for e in history]))
+            if files_of(load_doc([seed])) != starter:
+                continue
+            other = await asyncio.to_thread(_files, await self.store.history(other_id))
             match = await asyncio.to_thread(compare, files, other, starter)
             if match.share >= SIMILARITY_MIN_SHARE:
                 found.append({

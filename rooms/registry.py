@@ -58,6 +58,9 @@ class RoomRegistry:
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._evictions: dict[str, asyncio.Task[None]] = {}
         self._flushing: set[str] = set()
+        # Rooms deleted while this node ran: a reconnect in the moments before their rows are
+        # gone must not load them again.
+        self._deleted: set[str] = set()
 
     @property
     def live_count(self) -> int:
@@ -98,6 +101,8 @@ class RoomRegistry:
 
     async def info(self, room_id: str) -> RoomInfo:
         """A room's record; raises ``RoomNotFound``."""
+        if room_id in self._deleted:
+            raise RoomNotFound(f"no room {room_id!r}")
         room = self._live.get(room_id)
         if room is not None:
             return room.info
@@ -137,7 +142,12 @@ class RoomRegistry:
     async def remove(self, room_id: str) -> None:
         """Close a room that is being deleted: its connections are closed (4404), it is
         dropped from memory, and the log holds nothing more of it once this returns."""
+        self._deleted.add(room_id)
         for key in (doc_key(room_id, "main"), doc_key(room_id, "notes")):
+            loading = self._loading.get(key)
+            if loading is not None:
+                with contextlib.suppress(Exception):
+                    await loading
             eviction = self._evictions.pop(key, None)
             if eviction is not None:
                 eviction.cancel()

@@ -335,17 +335,17 @@ class SqlStore:
         async with self.engine.connect() as conn:
             return [dict(row._mapping) for row in await conn.execute(query)]
 
-    async def seeds(self, limit: int) -> list[tuple[str, bytes]]:
-        """(room id, first update) of the ``limit`` newest rooms: their starter files."""
+    async def seeds(self, limit: int) -> list[tuple[str, str | None, bytes]]:
+        """(room id, seeded from, first update: the starter files) of the newest rooms."""
         r, u = tables.rooms.c, tables.updates.c
         query = (
-            select(r.id, u.data)
+            select(r.id, r.seeded_from, u.data)
             .join(tables.updates, and_(u.room_id == r.id, u.seq == 1))
             .order_by(r.created_us.desc())
             .limit(limit)
         )
         async with self.engine.connect() as conn:
-            return [(row.id, row.data) for row in await conn.execute(query)]
+            return [(row.id, row.seeded_from, row.data) for row in await conn.execute(query)]
 
     async def delete_room(self, room_id: str) -> bool:
         """Remove a room and everything recorded of it (its notes too); False if unknown."""

@@ -56,6 +56,7 @@ snapshots = Table(
     Column("state", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
 )
+Index("ix_snapshots_time", snapshots.c.room_id, snapshots.c.at_us)
 
 events = Table(
     "events",

@@ -76,6 +76,7 @@ class _Char:
     author: str
     at_us: int
     origin: str
+    reported: bool = False  # a paste that the author's paste signal accounts for
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +223,8 @@ def replay_with_attribution(entries: list[LogEntry], pastes: list[TimelineEvent]
                         result.files[name] = removed.pop(len(content))
                         continue
                     origin, reported = _origin(entry, content, name, pastes)
-                    result.files[name] = [_Char(entry.author, entry.at_us, origin)] * len(content)
+                    char = _Char(entry.author, entry.at_us, origin, reported)
+                    result.files[name] = [char] * len(content)
                     if content:
                         result.edits.append(
                             Edit(entry.at_us, entry.author, entry.kind, name, content, 0, origin,
@@ -244,7 +246,7 @@ def replay_with_attribution(entries: list[LogEntry], pastes: list[TimelineEvent]
                 elif "insert" in op:
                     inserted = op["insert"] if isinstance(op["insert"], str) else ""
                     origin, reported = _origin(entry, inserted, name, pastes)
-                    char = _Char(entry.author, entry.at_us, origin)
+                    char = _Char(entry.author, entry.at_us, origin, reported)
                     chars[position:position] = [char] * len(inserted)
                     position += len(inserted)
                     result.edits.append(

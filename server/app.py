@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import shutil
@@ -24,11 +25,11 @@ from rooms.timeline import Timeline
 from rooms.types import Participant, Role, RoomInfo, RoomKind, Round, RoundState, TimelineEvent
 from rooms.update_log import UpdateLog
 from server.api import RoomApi
+from server.assessments import AssessmentApi
 from server.control import ControlNamespace
 from server.doc_socket import DocSocket
 from server.execution import Execution, build_execution
-from server.funnel import FunnelApi
-from server.media import MediaConfig, MediaHub
+from server.media import MediaConfig, MediaHub, use_ice_addresses
 from server.pages import Pages
 from server.recording import check_aiortc_internals
 from server.review import ReviewApi
@@ -69,14 +70,16 @@ class Services:
     async def delete_room(self, room_id: str) -> None:
         """Remove a room and everything recorded of it, in memory, in the store and on disk.
         Its connections are closed first, so that nothing more can be written for it."""
+        await self.registry.remove(room_id)  # from here on the room cannot be opened
         await self.control.close_room(room_id, "the room was deleted")
         self.presence.forget(room_id)
         self.rounds.forget(room_id)
         await self.media.end_call(room_id, "the room was deleted")
         await self.execution.forget(room_id)
-        await self.registry.remove(room_id)
+        await self.update_log.flush()
         await self.store.delete_room(room_id)
-        shutil.rmtree(self.media.config.recordings_dir / room_id, ignore_errors=True)
+        folder = self.media.config.recordings_dir / room_id
+        await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
         log.info("room deleted", extra={"room": room_id})
 
 
@@ -129,6 +132,7 @@ def build_services(settings: Settings) -> Services:
 
     execution = build_execution(settings, registry)
     media = MediaHub(media_config(settings), emit, record, show_media)
+    use_ice_addresses(media.config.ice_addresses)  # process-wide: aioice reads a module function
     presence = Presence(settings.presence_grace_seconds, on_left)
     rounds = RoundKeeper(store, registry, notify, on_change=round_changed)
     control = ControlNamespace(
@@ -142,6 +146,8 @@ def build_services(settings: Settings) -> Services:
 
 
 def media_config(settings: Settings) -> MediaConfig:
+    """The media_* settings, parsed."""
+
     def listed(text: str) -> tuple[str, ...]:
         return tuple(x.strip() for x in text.split(",") if x.strip())
 
@@ -209,8 +215,8 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
     doc_socket = DocSocket(
         services.registry, services.signer, settings.max_message_bytes, services.rounds.arrived
     )
-    funnel = FunnelApi(settings, services.store)
-    routes = [*api.routes(), *review.routes(), *funnel.routes(), *pages.routes()]
+    assessments = AssessmentApi(settings, services.store)
+    routes = [*api.routes(), *review.routes(), *assessments.routes(), *pages.routes()]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     return socketio.ASGIApp(services.sio, other_asgi_app=DocSocketFirst(app, doc_socket))

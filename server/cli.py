@@ -12,7 +12,7 @@ import uvicorn
 from rooms.assessments import AssessmentError, source_files
 from server import logs
 from server.app import create_app, open_store
-from server.funnel import load_into
+from server.assessments import load_into
 from server.settings import Settings, load_settings
 
 

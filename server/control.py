@@ -192,7 +192,10 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _disconnect(self, sid: str) -> None:
         conn = self._connections.pop(sid, None)
         if conn is not None:
-            await self.media.leave(conn.info, conn.participant, sid)
+            try:
+                await self.media.leave(conn.info, conn.participant, sid)
+            except Exception:  # a call's cleanup must not keep the person present
+                log.exception("leaving the call failed", extra={"room": conn.info.id})
             room_id = conn.info.id
             self.presence.depart(room_id, conn.participant)
             await self.emit(

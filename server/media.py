@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from rooms.errors import BadRequest, Conflict
+from rooms.room import now_us
 from rooms.types import Participant, RoomInfo, RoomKind
 from server.recording import WebmRecording, receiver_of, tap_receiver
 
@@ -162,9 +162,9 @@ class MediaHub:
         self.presence = presence
         self._calls: dict[str, Call] = {}
         self._tasks: set[asyncio.Future[None]] = set()
-        use_ice_addresses(config.ice_addresses)
 
     def call_of(self, info: RoomInfo) -> Call:
+        """The room's call, made on first use: recorded from the start in solo rooms."""
         call = self._calls.get(info.id)
         if call is None:
             recording = info.kind == RoomKind.SOLO and self.config.record_solo
@@ -214,6 +214,7 @@ class MediaHub:
             await self.emit(other.sid, "media_peer", _peer_json(who, joined=False))
 
     async def set_state(self, info: RoomInfo, who: Participant, audio: bool, video: bool) -> None:
+        """Microphone and camera on or off, shown to the room in presence."""
         member = self._member(info, who)
         member.audio, member.video = audio, video
         await self.presence(info.id, who.id, {"audio": audio, "video": video})
@@ -280,9 +281,14 @@ class MediaHub:
         if call is None:
             return
         async with call.lock:
-            for pid, member in list(call.members.items()):
+            for member in list(call.members.values()):
                 await self.emit(member.sid, "media_ended", {"reason": reason})
+            # Everyone's, members or not (an uplink may have raced a leave).
+            for pid in {*call.members, *call.uplinks, *call.recordings}:
                 await self._drop(call, pid)
+            for pc in list(call.downlinks.values()):
+                await pc.close()
+            call.downlinks.clear()
 
     async def close(self) -> None:
         for room_id in list(self._calls):
@@ -306,13 +312,15 @@ class MediaHub:
             await _describe(pc, RTCSessionDescription(message["sdp"], "answer"))
             return {"ok": True}
         pc = call.downlinks.get((pid, link)) if isinstance(link, str) else call.uplinks.get(pid)
-        if pc is not None and message["candidate"] is not None:
+        # An empty candidate ends the browser's list: nothing to add.
+        if pc is not None and message["candidate"] and message["candidate"]["candidate"]:
             # aiortc gathers before it answers and needs no trickle; a browser's candidates
             # are still added, in case its description went out before gathering finished.
-            candidate = candidate_from_sdp(message["candidate"]["candidate"].split(":", 1)[-1])
-            candidate.sdpMid = message["candidate"]["sdpMid"]
-            candidate.sdpMLineIndex = message["candidate"]["sdpMLineIndex"]
             try:
+                line = message["candidate"]["candidate"].split(":", 1)[-1]
+                candidate = candidate_from_sdp(line)
+                candidate.sdpMid = message["candidate"]["sdpMid"]
+                candidate.sdpMLineIndex = message["candidate"]["sdpMLineIndex"]
                 await pc.addIceCandidate(candidate)
             except Exception as e:
                 raise BadRequest(f"ICE candidate refused: {e}") from e
@@ -321,10 +329,15 @@ class MediaHub:
     async def _accept_uplink(self, call: Call, sender: CallMember, sdp: str) -> str:
         pid = sender.participant.id
         async with call.lock:
+            if call.members.get(pid) is not sender or self._calls.get(call.info.id) is not call:
+                raise Conflict("you left the call while your media was on its way")
             old = call.uplinks.pop(pid, None)
             if old is not None:
                 await self._stop_recording(call, pid)
                 await old.close()
+                # What others received of the old uplink has ended: new downlinks follow.
+                for key in [k for k in call.downlinks if k[1] == pid]:
+                    await call.downlinks.pop(key).close()
             pc = RTCPeerConnection(self.config.rtc_configuration())
             call.uplinks[pid] = pc
             tracks: list[MediaStreamTrack] = []
@@ -368,7 +381,7 @@ class MediaHub:
     async def _start_recording(self, call: Call, sender: CallMember) -> WebmRecording:
         pid = sender.participant.id
         recording = WebmRecording(
-            self.config.recordings_dir / call.info.id / f"{pid}-{_now_ms()}.webm",
+            self.config.recordings_dir / call.info.id / f"{pid}-{now_us() // 1000}.webm",
             {"audio", "video"},
         )
         call.recordings[pid] = recording
@@ -400,13 +413,15 @@ class MediaHub:
     async def _drop(self, call: Call, pid: str) -> None:
         """Take a participant out of a call: recording finished, their peers closed."""
         call.members.pop(pid, None)
-        await self._stop_recording(call, pid)
-        call.sources.pop(pid, None)
-        uplink = call.uplinks.pop(pid, None)
-        if uplink is not None:
-            await uplink.close()
-        for key in [k for k in call.downlinks if pid in k]:
-            await call.downlinks.pop(key).close()
+        try:
+            await self._stop_recording(call, pid)
+        finally:
+            call.sources.pop(pid, None)
+            uplink = call.uplinks.pop(pid, None)
+            if uplink is not None:
+                await uplink.close()
+            for key in [k for k in call.downlinks if pid in k]:
+                await call.downlinks.pop(key).close()
 
     def _ask_keyframe(self, receiver: Any) -> None:
         """Ask the sender for a keyframe (RTCP PLI) on every stream the receiver hears."""
@@ -436,7 +451,3 @@ async def _describe(pc: RTCPeerConnection, description: RTCSessionDescription) -
 
 def _peer_json(who: Participant, joined: bool) -> dict[str, Any]:
     return {"id": who.id, "name": who.name, "role": who.role.value, "joined": joined}
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -115,14 +115,13 @@ class WebmRecording:
     the file's clock by the arrival time of that first frame, relative to ``started``.
     """
 
-    def __init__(
-        self, path: Path, kinds: set[str], request_keyframe: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, path: Path, kinds: set[str]) -> None:
         self.path = path
         self.kinds = kinds
         self.started = time.monotonic()
         self.started_wall_ms = int(time.time() * 1000)
-        self.request_keyframe = request_keyframe
+        # Set once the video receiver is known: asks the sender for a keyframe (RTCP PLI).
+        self.request_keyframe: Callable[[], None] | None = None
         self._container: Any = None
         self._video: Any = None
         self._audio: Any = None
@@ -165,9 +164,13 @@ class WebmRecording:
         self.closed = True
         if self._container is None:
             return 0.0
-        duration = max(
-            (pts / (VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK))
-            for kind, pts in self._last_pts.items()
+        duration = (
+            max(
+                (pts / (VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK))
+                for kind, pts in self._last_pts.items()
+            )
+            if self._last_pts
+            else 0.0
         )
         try:
             self._container.close()

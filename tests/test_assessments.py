@@ -22,6 +22,13 @@ def broken_files() -> dict[str, str]:
         "answers: [1, 2]", "answers: [1, 9]"
     )
     files["extra.yaml"] = "kind: mcq\nid: Bad Id\ntitle: [unclosed\n"
+    files["odd-key.yaml"] = "kind: mcq\n? [a, b]\n: 1\n"
+    # Aliases that expand to a billion values: refused, not expanded.
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    files["laughs.yaml"] = "kind: mcq\n" + laughs
     return files
 
 
@@ -47,6 +54,9 @@ def test_a_broken_set_is_refused_whole_with_file_line_and_field(server: ServerPr
     assert ("python-basics.yaml", 14, "questions.1.answers") in problems
     assert ("extra.yaml", 4, "(yaml)") in problems or ("extra.yaml", 3, "(yaml)") in problems
     assert ("backend.yaml", 11, "stages.1.assessment") in problems
+    messages = {p["file"]: p["message"] for p in response.json()["problems"]}
+    assert "keys must be plain names" in messages["odd-key.yaml"]
+    assert "aliases expanded" in messages["laughs.yaml"]
     assert server.api("GET", "/api/assessments").json() == []  # nothing was stored
 
 

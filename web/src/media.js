@@ -68,7 +68,19 @@ export class Call {
     }
     this._showRecording()
 
-    session.on('rtc', (m) => this._onSignal(m).catch((e) => this._say(`Call problem: ${e.message}`)))
+    // One message at a time: an answer or a candidate must not overtake the offer before it.
+    this.signalling = Promise.resolve()
+    session.on('rtc', (m) => {
+      this.signalling = this.signalling.then(() => this._onSignal(m))
+        .catch((e) => this._say(`Call problem: ${e.message}`))
+    })
+    // The server drops a connection's place in the call when the connection drops.
+    session.on('state', ({ state }) => {
+      if (state !== 'connected' && this.joined) {
+        this._hangUp()
+        this._say('The call dropped with the connection: join again once you are back.')
+      }
+    })
     session.on('media_peer', (m) => this._onPeer(m))
     session.on('media', (m) => this._onState(m).catch((e) => this._say(`Call problem: ${e.message}`)))
     session.on('media_ended', ({ reason }) => { this._hangUp(); this._say(`You left the call: ${reason}.`) })
@@ -203,14 +215,22 @@ export class Call {
       await this._flushIce(other, pc)
     } else if (message.kind === 'ice' && message.candidate) {
       const pc = this.peers.get(other)
-      if (pc?.remoteDescription) await pc.addIceCandidate(message.candidate)
+      if (pc?.remoteDescription) await this._addIce(pc, message.candidate)
       else this.pendingIce.set(other, [...(this.pendingIce.get(other) ?? []), message.candidate])
     }
   }
 
   async _flushIce (other, pc) {
-    for (const candidate of this.pendingIce.get(other) ?? []) await pc.addIceCandidate(candidate)
+    for (const candidate of this.pendingIce.get(other) ?? []) await this._addIce(pc, candidate)
     this.pendingIce.delete(other)
+  }
+
+  async _addIce (pc, candidate) {
+    try {
+      await pc.addIceCandidate(candidate)
+    } catch (error) {
+      console.warn('ICE candidate not added', error) // one bad candidate: the others may do
+    }
   }
 
   _onPeer ({ id, name, joined }) {
@@ -233,6 +253,7 @@ export class Call {
         this.tiles.querySelector(`[data-participant="${CSS.escape(id)}"]`)?.remove()
       }
       this.peers.clear()
+      this.pendingIce.clear()
       await this._sendUplink()
     } else if (state.recording && !this.uplink) {
       await this._sendUplink()
@@ -246,6 +267,7 @@ export class Call {
     this.joined = false
     for (const pc of this.peers.values()) pc.close()
     this.peers.clear()
+    this.pendingIce.clear()
     this.uplink?.close()
     this.uplink = null
     this.local?.getTracks().forEach((t) => t.stop())

@@ -20,7 +20,8 @@ const STATUS_LABELS = {
 export function sanitize (html) {
   const clean = DOMPurify.sanitize(html, {
     FORBID_TAGS: ['style', 'form', 'input', 'button', 'textarea', 'select', 'iframe'],
-    FORBID_ATTR: ['style'],
+    // Ids, classes and names could imitate or collide with the page's own elements.
+    FORBID_ATTR: ['style', 'id', 'class', 'name'],
     RETURN_DOM_FRAGMENT: true
   })
   for (const link of clean.querySelectorAll('a')) {

@@ -44,11 +44,22 @@ class ReviewApi {
   }
 
   async get (what, params = {}) {
+    return this._call('GET', what, params)
+  }
+
+  async post (what, body) {
+    return this._call('POST', what, {}, body)
+  }
+
+  async _call (method, what, params, body) {
     const query = new URLSearchParams({ token: this.token, ...params })
-    const response = await fetch(`${this.base}/${what}?${query}`)
-    const body = await response.json()
-    if (!response.ok) throw new Error(body.detail ?? response.statusText)
-    return body
+    const response = await fetch(`${this.base}/${what}?${query}`, body === undefined ? { method }
+      : { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    if (!response.ok) {
+      const problem = await response.json().catch(() => ({}))
+      throw new Error(problem.detail ?? response.statusText)
+    }
+    return response.json()
   }
 
   recordingUrl (name) {
@@ -187,13 +198,11 @@ class Replay {
   async dismiss (flag) {
     const note = window.prompt(`Why is "${flag.signal.replaceAll('_', ' ')}" innocent here?`)
     if (!note) return
-    const query = new URLSearchParams({ token: this.api.token })
-    const response = await fetch(`${this.api.base}/integrity/dismissals?${query}`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ signal: flag.signal, at: flag.times[0], note })
-    })
-    if (!response.ok) window.alert((await response.json()).detail)
+    try {
+      await this.api.post('integrity/dismissals', { signal: flag.signal, at: flag.times[0], note })
+    } catch (error) {
+      window.alert(error.message)
+    }
     await this.showIntegrity()
   }
 
@@ -292,6 +301,8 @@ class Replay {
 
   _attach (doc) {
     this.files = doc.getMap('files')
+    this.meta = doc.getMap('meta')
+    this.tabsShown = null
     this.pane = new OutputPane(this.el.outputs, doc.getArray('outputs'))
     this.files.observeDeep(() => this._render())
   }
@@ -304,17 +315,24 @@ class Replay {
     this.el.playhead.dataset.at = this.at
     this._render()
     this._syncVideo()
-    if (this.mode !== 'code') this._showMode()
+    // Provenance and diffs come from the server: fetched when the playhead rests.
+    if (this.mode !== 'code' && !this.playing) this._showMode()
   }
 
   _render () {
     const names = Array.from(this.files.keys()).sort()
-    if (!names.includes(this.file)) this.file = names.includes('main.py') ? 'main.py' : names[0] ?? null
-    this.el.tabs.replaceChildren(...names.map((name) => h('div', {
-      class: `tab${name === this.file ? ' active' : ''}`, 'data-file': name
-    }, h('button', { class: 'tab-name', onclick: () => { this.file = name; this.view = null; this._render(); if (this.mode !== 'code') this._showMode() } }, name))))
+    const entry = this.meta.get('entry')
+    if (!names.includes(this.file)) this.file = names.includes(entry) ? entry : names[0] ?? null
+    const shown = `${this.file}|${names.join('|')}`
+    if (shown !== this.tabsShown) { // not every frame: a click must land on the same button
+      this.tabsShown = shown
+      this.el.tabs.replaceChildren(...names.map((name) => h('div', {
+        class: `tab${name === this.file ? ' active' : ''}`, 'data-file': name
+      }, h('button', { class: 'tab-name', onclick: () => this._openFile(name) }, name))))
+    }
     const text = this.file ? this.files.get(this.file)?.toString() ?? '' : ''
     if (!this.view || this.view.file !== this.file) {
+      this.view?.destroy()
       this.el.editor.replaceChildren()
       this.view = new EditorView({
         parent: this.el.editor,
@@ -330,15 +348,24 @@ class Replay {
     }
   }
 
+  _openFile (name) {
+    this.file = name
+    this._render()
+    if (this.mode !== 'code') this._showMode()
+  }
+
   // -- playback ------------------------------------------------------------------------------
 
   toggle () {
     this.playing = !this.playing
     this.el.play.textContent = this.playing ? 'Pause' : '▶ Play'
+    cancelAnimationFrame(this.frame)
     if (this.playing) {
       if (this.at >= this.end) this.seek(this.begin)
       this.last = performance.now()
-      requestAnimationFrame((now) => this._tick(now))
+      this.frame = requestAnimationFrame((now) => this._tick(now))
+    } else if (this.mode !== 'code') {
+      this._showMode()
     }
     this._syncVideo()
   }
@@ -355,7 +382,7 @@ class Replay {
     }
     this.seek(next)
     if (this.at >= this.end) this.toggle()
-    else requestAnimationFrame((t) => this._tick(t))
+    else this.frame = requestAnimationFrame((t) => this._tick(t))
   }
 
   jumpMarker (direction) {

@@ -84,7 +84,9 @@ function changesToggle (el, workspace, submitted) {
 }
 
 function runToolbar (el, session, workspace, pane, canRun) {
+  let off = true
   const run = async (code) => {
+    if (off) return // Ctrl/Cmd+Enter obeys the same rule as the buttons
     const { file } = workspace.selection()
     if (!file) { toast('Open a file to run', 'error'); return }
     try {
@@ -120,7 +122,7 @@ function runToolbar (el, session, workspace, pane, canRun) {
   const status = h('span', { class: 'kernel-status' })
   el.toolbar.replaceChildren(...Object.values(buttons), status)
   const refresh = (readOnly, execution) => {
-    const off = !canRun || readOnly || (execution && !execution.enabled)
+    off = !canRun || readOnly || Boolean(execution && !execution.enabled)
     for (const b of Object.values(buttons)) b.disabled = off
     buttons.interrupt.disabled = off || !pane.running()
     status.textContent = execution && !execution.enabled

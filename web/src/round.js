@@ -19,13 +19,13 @@ export class RoundBar {
     this.timer = h('span', { id: 'round-clock' })
     this.controls = []
     if (role === 'interviewer' && kind === 'live') {
-      this.start = h('button', { id: 'round-start', onclick: () => this._act('start') }, 'Start round')
-      this.end = h('button', { id: 'round-end', class: 'danger', onclick: () => this._confirmEnd() }, 'End round')
-      this.controls.push(this.start, this.end)
+      this.startButton = h('button', { id: 'round-start', onclick: () => this._act('start') }, 'Start round')
+      this.endButton = h('button', { id: 'round-end', class: 'danger', onclick: () => this._confirmEnd() }, 'End round')
+      this.controls.push(this.startButton, this.endButton)
     }
     if (role === 'candidate' && kind === 'solo') {
-      this.submit = h('button', { id: 'round-submit', onclick: () => this._confirmSubmit() }, 'Submit')
-      this.controls.push(this.submit)
+      this.submitButton = h('button', { id: 'round-submit', onclick: () => this._confirmSubmit() }, 'Submit')
+      this.controls.push(this.submitButton)
     }
     el.replaceChildren(this.label, this.timer, ...this.controls)
     setInterval(() => this._tick(), 1000)
@@ -35,9 +35,9 @@ export class RoundBar {
     this.round = round
     this.label.textContent = LABELS[round.state] ?? round.state
     this.label.dataset.state = round.state
-    if (this.start) this.start.hidden = round.state === 'live' || round.state === 'ended'
-    if (this.end) this.end.hidden = round.state !== 'live'
-    if (this.submit) this.submit.hidden = round.state !== 'live'
+    if (this.startButton) this.startButton.hidden = round.state === 'live' || round.state === 'ended'
+    if (this.endButton) this.endButton.hidden = round.state !== 'live'
+    if (this.submitButton) this.submitButton.hidden = round.state !== 'live'
     this._tick()
     this.onChange(round)
   }

@@ -72,7 +72,13 @@ export class RoomSession extends ObservableV2 {
 
     const socket = this.socket
     socket.on('connect', () => { this.controlConnected = true; this._update() })
-    socket.on('disconnect', () => { this.controlConnected = false; this._update() })
+    socket.on('disconnect', (reason) => {
+      this.controlConnected = false
+      // Socket.IO never reconnects after the server hung up (a deleted room, a flood of
+      // refused events): say so instead of showing "reconnecting" forever.
+      if (reason === 'io server disconnect') this._close(4400, 'the server closed this page\'s connection')
+      else this._update()
+    })
     socket.on('connect_error', (error) => {
       // A refusal by the server (bad or expired token) leaves the socket inactive; anything
       // else is the network, and Socket.IO keeps trying.
@@ -100,6 +106,7 @@ export class RoomSession extends ObservableV2 {
   }
 
   _update () {
+    if (this.state === 'closed') return
     const connected = this.docConnected && this.provider.synced && this.controlConnected
     const state = connected ? 'connected' : (this.everSynced ? 'reconnecting' : 'connecting')
     if (state !== this.state) {

@@ -11,6 +11,8 @@ const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0'))
 export class SignalReporter {
   constructor (session) {
     this.session = session
+    this.pending = [] // reported while offline: exactly the moments that matter
+    session.on('state', ({ state }) => { if (state === 'connected') this._flush() })
     window.addEventListener('blur', () => this.send({ type: 'blur' }))
     window.addEventListener('focus', () => this.send({ type: 'focus' }))
     document.addEventListener('visibilitychange', () =>
@@ -40,6 +42,14 @@ export class SignalReporter {
   }
 
   send (signal) {
-    this.session.request('signal', { ...signal, client_at: Date.now() }).catch(() => {})
+    this.pending.push({ ...signal, client_at: Date.now() })
+    this._flush()
+  }
+
+  _flush () {
+    if (!this.session.socket.connected) return
+    for (const signal of this.pending.splice(0)) {
+      this.session.request('signal', signal).catch(() => {}) // refused: a claim, not data
+    }
   }
 }

@@ -24,7 +24,7 @@ let toasts = null
 
 /** Show a short message in the corner; errors stay longer. */
 export function toast (message, kind = 'info') {
-  if (toasts === null) {
+  if (toasts === null || !toasts.isConnected) {
     toasts = h('div', { id: 'toasts', role: 'status', 'aria-live': 'polite' })
     document.body.append(toasts)
   }

@@ -107,6 +107,8 @@ export class Workspace {
     this.current = name
     this.bound = ytext
     this.view?.destroy()
+    this.undoManager?.destroy()
+    this.undoManager = new Y.UndoManager(ytext)
     this.editorEl.replaceChildren()
     const state = EditorState.create({
       doc: ytext.toString(),
@@ -119,7 +121,7 @@ export class Workspace {
           indentWithTab
         ])),
         this.readOnlyCompartment.of(this._readOnlyExtension()),
-        yCollab(ytext, this.awareness, { undoManager: new Y.UndoManager(ytext) }),
+        yCollab(ytext, this.awareness, { undoManager: this.undoManager }),
         EditorView.contentAttributes.of({ 'aria-label': `Editor: ${name}` }),
         this.extension
       ]
@@ -223,8 +225,7 @@ export class Workspace {
     this.doc.transact(() => {
       this.files.set(next, new Y.Text(text.toString()))
       this.files.delete(name)
-    })
-    this.open(next)
+    }) // the files observer follows the open file to its new name
   }
 
   _delete (name) {

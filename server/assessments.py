@@ -1,4 +1,4 @@
-"""The hiring funnel's HTTP API (admin key): assessments loaded from files.
+"""The assessments API (admin key): multiple-choice tests, coding tasks and pipelines from files.
 
 ``POST /api/assessments`` takes ``{"files": {name: text}}`` (see ``rooms/assessments.py`` for
 the formats) and stores the whole set, or nothing: a set with problems gets 400 with every
@@ -22,7 +22,9 @@ from server.api import json_response, problem, require_admin
 from server.settings import Settings
 
 
-class FunnelApi:
+class AssessmentApi:
+    """``/api/assessments``: load a set of files, list what is loaded."""
+
     def __init__(self, settings: Settings, store: SqlStore) -> None:
         self.settings = settings
         self.store = store
@@ -30,7 +32,7 @@ class FunnelApi:
     def routes(self) -> list[Route]:
         return [
             Route("/api/assessments", self._admin(self.load), methods=["POST"]),
-            Route("/api/assessments", self._admin(self.list), methods=["GET"]),
+            Route("/api/assessments", self._admin(self.list_loaded), methods=["GET"]),
         ]
 
     def _admin(self, handler: Any) -> Any:
@@ -44,6 +46,7 @@ class FunnelApi:
         return endpoint
 
     async def load(self, request: Request) -> Response:
+        """``POST /api/assessments``: ``{"files": {name: text}}``, stored whole or refused."""
         try:
             body = await request.json()
         except ValueError as e:
@@ -58,7 +61,7 @@ class FunnelApi:
         loaded = await load_into(self.store, files)
         return json_response({"loaded": loaded}, status=201)
 
-    async def list(self, request: Request) -> Response:
+    async def list_loaded(self, request: Request) -> Response:
         rows = await self.store.assessments()
         return json_response(
             [{"id": r["id"], "kind": r["kind"], "title": r["title"], "source": r["source"],
