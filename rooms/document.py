@@ -63,6 +63,15 @@ def capture(doc: RoomDoc, change: Callable[[], None]) -> bytes:
     return b"".join(captured[:1])
 
 
+def initial_notes_update() -> bytes:
+    """The first update of a room's private notes: one empty text that every interviewer's
+    page binds to (two pages creating it at once would each make their own)."""
+    doc: RoomDoc = Doc()
+    doc["files"] = Map()
+    notes = doc.get("files", type=Map)
+    return capture(doc, lambda: notes.__setitem__("notes", Text()))
+
+
 def initial_update(info: RoomInfo, files: dict[str, str]) -> bytes:
     """The first update of a fresh room: its files and its metadata."""
     doc = new_doc()

@@ -14,6 +14,7 @@ from pycrdt import Doc
 from rooms.document import (
     DEFAULT_FILES,
     SERVER_ROOTS,
+    initial_notes_update,
     initial_update,
     load_doc,
     new_doc,
@@ -95,6 +96,9 @@ class RoomRegistry:
             chosen = files if files is not None else DEFAULT_FILES.get(language, {"main": ""})
             update = initial_update(info, chosen)
             seed = [LogEntry(info.id, 1, info.created_us, SYSTEM_AUTHOR, EntryKind.SEED, update)]
+        notes = initial_notes_update()
+        notes_key = doc_key(info.id, "notes")
+        seed.append(LogEntry(notes_key, 1, info.created_us, SYSTEM_AUTHOR, EntryKind.SEED, notes))
         await self.store.create_room(info, seed)
         log.info("room created", extra={"room": info.id, "kind": kind.value})
         return info

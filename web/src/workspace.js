@@ -186,7 +186,8 @@ export class Workspace {
     })
     if (!this.readOnly) tabs.push(this.addButton)
     const shown = Array.from(this.tabsEl.children)
-    if (shown.length !== tabs.length || shown.some((el, i) => el !== tabs[i])) {
+    const naming = this.tabsEl.querySelector('.inline-input') // redrawn once the name is given
+    if (!naming && (shown.length !== tabs.length || shown.some((el, i) => el !== tabs[i]))) {
       this.tabsEl.replaceChildren(...tabs)
     }
   }
@@ -208,6 +209,7 @@ export class Workspace {
 
   async _add (anchor) {
     const name = await askInline(anchor, { placeholder: 'name.py', label: 'New file name' })
+    this._drawTabs()
     if (name === null) return
     const problem = badFileName(name, this.files)
     if (problem) { toast(problem, 'error'); return }
@@ -217,6 +219,7 @@ export class Workspace {
 
   async _rename (name, tab) {
     const next = await askInline(tab, { value: name, label: `Rename ${name}` })
+    this._drawTabs()
     if (next === null || next === name) return
     const problem = badFileName(next, this.files)
     if (problem) { toast(problem, 'error'); return }
