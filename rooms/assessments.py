@@ -78,6 +78,16 @@ class McqTest:
     shuffle: bool
     questions: tuple[Question, ...]
 
+    def score(self, answers: dict[str, Any]) -> float:
+        """Percent of the weighted points: a question counts only when exactly right."""
+        total = sum(q.weight for q in self.questions)
+        got = sum(
+            q.weight
+            for q in self.questions
+            if isinstance(answers.get(q.id), list) and sorted(set(answers[q.id])) == list(q.answers)
+        )
+        return round(100 * got / total, 2) if total else 0.0
+
 
 @dataclass(frozen=True, slots=True)
 class CodingTask:
@@ -478,3 +488,18 @@ def source_files(paths: list[Path]) -> dict[str, str]:
         for file in found:
             files[str(file)] = file.read_text()
     return files
+
+
+def from_stored(kind: str, definition: str) -> Assessment:
+    """An assessment back from its stored row (``stored_row``)."""
+    data = json.loads(definition)
+    if kind == "mcq":
+        questions = tuple(
+            Question(q["id"], q["prompt"], tuple(q["choices"]), tuple(q["answers"]),
+                     q["multiple"], q["weight"])
+            for q in data["questions"]
+        )  # fmt: skip
+        return McqTest(data["id"], data["title"], data["time_limit_s"], data["shuffle"], questions)
+    if kind == "task":
+        return CodingTask(**data)
+    return Pipeline(data["id"], data["title"], tuple(Stage(**s) for s in data["stages"]))

@@ -72,8 +72,11 @@ def initial_notes_update() -> bytes:
     return capture(doc, lambda: notes.__setitem__("notes", Text()))
 
 
-def initial_update(info: RoomInfo, files: dict[str, str]) -> bytes:
-    """The first update of a fresh room: its files and its metadata."""
+def initial_update(
+    info: RoomInfo, files: dict[str, str], extra_meta: dict[str, Any] | None = None
+) -> bytes:
+    """The first update of a fresh room: its files and its metadata (plus ``extra_meta``, such
+    as a task's prompt or a test's questions)."""
     doc = new_doc()
     files_map = doc.get("files", type=Map)
     meta = doc.get("meta", type=Map)
@@ -84,6 +87,8 @@ def initial_update(info: RoomInfo, files: dict[str, str]) -> bytes:
         meta["language"] = info.language
         meta["kind"] = info.kind.value
         meta["entry"] = next(iter(files), "")
+        for key, value in (extra_meta or {}).items():
+            meta[key] = value
 
     return capture(doc, seed)
 

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pycrdt import Doc
 
@@ -77,8 +77,10 @@ class RoomRegistry:
         files: dict[str, str] | None = None,
         seed_from: str | None = None,
         time_limit_s: int | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> RoomInfo:
-        """Create a room from files, or from another room's whole history."""
+        """Create a room from files (and extra ``meta``), or from another room's whole
+        history."""
         if files is not None and seed_from is not None:
             raise BadRequest("give either files or seed_from, not both")
         info = RoomInfo(
@@ -94,7 +96,7 @@ class RoomRegistry:
             seed = await self._copied_history(info, seed_from)
         else:
             chosen = files if files is not None else DEFAULT_FILES.get(language, {"main": ""})
-            update = initial_update(info, chosen)
+            update = initial_update(info, chosen, meta)
             seed = [LogEntry(info.id, 1, info.created_us, SYSTEM_AUTHOR, EntryKind.SEED, update)]
         notes = initial_notes_update()
         notes_key = doc_key(info.id, "notes")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -12,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -83,3 +85,41 @@ assessments = Table(
     Column("loaded_us", BigInteger, nullable=False),
 )
 Index("ix_snapshots_time", snapshots.c.room_id, snapshots.c.at_us)
+
+candidates = Table(
+    "candidates",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("pipeline_id", String(64), nullable=False),
+    Column("name", String(80), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    UniqueConstraint("pipeline_id", "email", name="uq_candidates_email"),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("candidate_id", String(64), nullable=False),
+    Column("pipeline_id", String(64), nullable=False),
+    Column("stage_id", String(64), nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("used_us", BigInteger, nullable=True),  # set once: a link works one time
+    Column("room_id", String(64), nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+)
+Index("ix_invitations_room", invitations.c.room_id)
+
+stage_results = Table(
+    "stage_results",
+    metadata,
+    Column("candidate_id", String(64), primary_key=True),
+    Column("stage_id", String(64), primary_key=True),
+    Column("pipeline_id", String(64), nullable=False),
+    Column("room_id", String(64), nullable=True),
+    Column("status", String(16), nullable=False),  # started, submitted, scored, advanced, ...
+    Column("score", Float, nullable=True),
+    Column("details", Text, nullable=False),  # JSON
+    Column("updated_us", BigInteger, nullable=False),
+)

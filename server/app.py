@@ -15,6 +15,8 @@ import socketio
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
+from rooms.funnel import InviteSigner
+from rooms.funnel_store import FunnelStore
 from rooms.integrity import IntegrityReports
 from rooms.presence import Presence
 from rooms.registry import RoomPolicy, RoomRegistry
@@ -29,6 +31,7 @@ from server.assessments import AssessmentApi
 from server.control import ControlNamespace
 from server.doc_socket import DocSocket
 from server.execution import Execution, build_execution
+from server.funnel import Funnel
 from server.media import MediaConfig, MediaHub, use_ice_addresses
 from server.pages import Pages
 from server.recording import check_aiortc_internals
@@ -66,6 +69,7 @@ class Services:
     rounds: RoundKeeper
     execution: Execution
     media: MediaHub
+    funnel: Funnel
 
     async def delete_room(self, room_id: str) -> None:
         """Remove a room and everything recorded of it, in memory, in the store and on disk.
@@ -129,6 +133,7 @@ def build_services(settings: Settings) -> Services:
         await execution.round_changed(room_id, round_)
         if round_.state == RoundState.ENDED:
             await media.end_call(room_id, "the round ended")
+            await funnel.round_ended(room_id)
 
     execution = build_execution(settings, registry)
     media = MediaHub(media_config(settings), emit, record, show_media)
@@ -139,9 +144,12 @@ def build_services(settings: Settings) -> Services:
         settings, signer, registry, store, presence, rounds, execution, media
     )
     sio.register_namespace(control)
+    funnel = Funnel(
+        settings, FunnelStore(store), registry, signer, InviteSigner(settings.secret_key)
+    )
     return Services(
         settings, store, update_log, registry, signer, sio, control, presence, rounds, execution,
-        media,
+        media, funnel,
     )  # fmt: skip
 
 
@@ -216,7 +224,13 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         services.registry, services.signer, settings.max_message_bytes, services.rounds.arrived
     )
     assessments = AssessmentApi(settings, services.store)
-    routes = [*api.routes(), *review.routes(), *assessments.routes(), *pages.routes()]
+    routes = [
+        *api.routes(),
+        *review.routes(),
+        *assessments.routes(),
+        *services.funnel.routes(),
+        *pages.routes(),
+    ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     return socketio.ASGIApp(services.sio, other_asgi_app=DocSocketFirst(app, doc_socket))

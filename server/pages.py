@@ -42,7 +42,8 @@ code,pre{background:#f4f4f4;border-radius:4px;padding:.1rem .3rem}pre{padding:.8
 """
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    """A plain server-rendered page in the style of the landing page."""
     html = (
         f"<!doctype html><html lang=en><meta charset=utf-8>"
         f"<meta name=viewport content='width=device-width,initial-scale=1'>"
@@ -73,7 +74,7 @@ class Pages:
 
     async def landing(self, request: Request) -> HTMLResponse:
         base = escape(self.settings.base_url)
-        return _page(
+        return page(
             "Interview server",
             f"""<h1>ClarityHire</h1>
 <p>A self-hosted server for technical interviews: shared code rooms edited live by interviewer
@@ -109,7 +110,7 @@ and candidate, recorded update by update so that every session can be replayed.<
             if roles and claims.participant.role not in roles:
                 raise Forbidden(f"this page is for {', '.join(r.value for r in roles)}s")
         except RoomError as e:
-            return _page(
+            return page(
                 "Link problem",
                 f"""<h1>This link cannot open the room</h1>
 <p class=error>{escape(e.reason)}.</p>
@@ -119,7 +120,7 @@ and expire.</p>""",
             )
         version = self._bundle_version(entry)
         if version is None:
-            return _page(
+            return page(
                 "Room page not built",
                 """<h1>The room page has not been built</h1>
 <p class=error>This server has no web bundle in its <code>web_dir</code>.</p>

@@ -13,6 +13,7 @@ import { mountNotes } from './notes.js'
 import { Call } from './media.js'
 import { fileDiffs, diffView } from './seeddiff.js'
 import { SignalReporter } from './signals.js'
+import { McqView } from './mcq.js'
 import { h, toast, fatal } from './ui.js'
 
 const SPEAKERS = new Set(['interviewer', 'candidate'])
@@ -35,6 +36,7 @@ function layout (config) {
     connection: h('span', { id: 'connection', 'data-state': 'connecting', role: 'status' },
       CONNECTION_TEXT.connecting),
     tabs: h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Files' }),
+    prompt: h('div', { id: 'prompt', class: 'prompt', hidden: true }),
     notice: h('p', { id: 'editor-notice', class: 'notice', hidden: true }),
     editor: h('div', { class: 'editor' }),
     changes: h('div', { id: 'changes', class: 'overlay', hidden: true }),
@@ -52,7 +54,7 @@ function layout (config) {
     h('span', { class: 'me' }, `${participant.name} (${participant.role})`),
     el.connection)
   const main = h('main', { class: 'room' },
-    h('section', { class: 'work' }, el.tabs, el.notice, el.editor, el.changes, el.toolbar),
+    h('section', { class: 'work' }, el.prompt, el.tabs, el.notice, el.editor, el.changes, el.toolbar),
     h('section', { class: 'side' },
       h('div', { class: 'panel call-panel' }, h('h2', {}, 'Call'), el.call),
       h('div', { class: 'panel output-panel' }, h('h2', {}, 'Output'), el.outputs),
@@ -165,6 +167,7 @@ function start () {
     (r) => {
       readOnly = !canSpeak || (participant.role === 'candidate' && r.state === 'ended')
       workspace.setReadOnly(readOnly)
+      mcq?.setReadOnly(readOnly)
       el.notice.hidden = !readOnly
       el.notice.textContent = canSpeak
         ? 'The round has ended: the code is read-only.'
@@ -176,7 +179,24 @@ function start () {
   const call = new Call(el.call, session, config)
   if (el.notes) mountNotes(el.notes, config.room.id, token, participant.role === 'interviewer')
 
-  session.provider.once('sync', () => workspace.start())
+  // A stage of the hiring funnel: a task's prompt above the editor, or a multiple-choice test
+  // in place of it.
+  let mcq = null
+  session.provider.once('sync', () => {
+    const meta = session.doc.getMap('meta')
+    if (meta.get('prompt')) {
+      el.prompt.hidden = false
+      el.prompt.replaceChildren(h('h2', {}, meta.get('title') ?? 'Task'), h('p', {}, meta.get('prompt')))
+    }
+    if (Array.isArray(meta.get('mcq'))) {
+      el.tabs.hidden = true
+      el.toolbar.hidden = true
+      mcq = new McqView(el.editor, session.doc, meta.get('mcq'))
+      mcq.setReadOnly(readOnly)
+    } else {
+      workspace.start()
+    }
+  })
   session.on('state', ({ state }) => {
     el.connection.dataset.state = state
     el.connection.textContent = CONNECTION_TEXT[state]

@@ -1,0 +1,136 @@
+"""The funnel's first stages through the real server: invitations, a scored MCQ screen, the
+percentile rule, and a take-home room that never holds the hidden tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+from browser import RoomPage, chromium
+from conftest import ServerProcess, eventually
+from control import ControlClient
+from pycrdt import Map
+from test_assessments import fixture_files
+from yclient import YClient
+
+from rooms.funnel import InviteSigner
+
+CORRECT = {"len": [1], "immutable": [1, 2], "dict-order": [1], "gil": [1]}
+ORDER = ["len", "immutable", "dict-order", "gil"]  # weights 1, 2, 1, 1
+
+
+def start(url: str) -> tuple[str, str]:
+    """Start an invitation: (room id, candidate token) from where it sends the candidate."""
+    response = httpx.post(url, follow_redirects=False, timeout=30)
+    assert response.status_code == 303, response.text
+    location = urlparse(response.headers["location"])
+    return location.path.split("/")[-1], parse_qs(location.query)["token"][0]
+
+
+async def take_mcq(server: ServerProcess, url: str, right: int) -> str:
+    """Answer the first ``right`` questions correctly and the rest wrongly, then submit."""
+    room, token = start(url)
+    doc = await YClient(server.ws_url(room, token)).connect()
+    questions = doc.doc.get("meta", type=Map)["mcq"]
+    assert {q["id"] for q in questions} == set(CORRECT)
+    assert all("answer" not in q and "answers" not in q for q in questions)
+    answers = doc.doc.get("answers", type=Map)
+    for i, qid in enumerate(ORDER):
+        answers[qid] = CORRECT[qid] if i < right else [0]
+    await doc.flush()
+    control = await ControlClient(server.url, token).connect()
+    assert (await control.call("round", {"action": "submit"}))["ok"]
+    await control.close()
+    await doc.close()
+    return room
+
+
+async def test_invitations_an_mcq_screen_and_the_percentile_rule(server: ServerProcess) -> None:
+    assert server.api("POST", "/api/assessments", {"files": fixture_files()}).status_code == 201
+    people = [{"name": f"Person {i}", "email": f"p{i}@example.org"} for i in range(10)]
+    response = server.api(
+        "POST", "/api/pipelines/backend-engineer/candidates", {"candidates": people}
+    )
+    assert response.status_code == 201, response.text
+    invited = response.json()["invited"]
+    assert len(invited) == 10 and response.json()["stage"] == "screen"
+
+    first = invited[0]["invite_url"]
+    landing = httpx.get(first)  # opening the link does not use it
+    assert landing.status_code == 200 and "15 minutes" in landing.text
+    for i, person in enumerate(invited):
+        await take_mcq(server, person["invite_url"], right=i % 5)
+    reused = httpx.post(first, follow_redirects=False)
+    assert reused.status_code == 409 and "already used" in reused.text
+
+    def scored() -> list[float]:
+        body = server.api("GET", "/api/pipelines/backend-engineer/candidates").json()
+        return [c["stages"].get("screen", {}).get("score") for c in body["candidates"]]
+
+    await eventually(lambda: None not in scored(), timeout=20)
+    assert sorted(scored()) == [0, 0, 20, 20, 60, 60, 80, 80, 100, 100]
+
+    advanced = server.api("POST", "/api/pipelines/backend-engineer/stages/screen/advance").json()
+    assert len(advanced["advanced"]) == 4 and len(advanced["rejected"]) == 6
+    assert advanced["next_stage"] == "takehome" and len(advanced["invited"]) == 4
+    by_id = {c["candidate_id"]: i for i, c in enumerate(invited)}
+    assert sorted(by_id[c] % 5 for c in advanced["advanced"]) == [3, 3, 4, 4]
+
+    # The take-home room: the prompt, the starter and visible tests, never the hidden tests.
+    room, token = start(advanced["invited"][0]["invite_url"])
+    doc = await YClient(server.ws_url(room, token)).connect()
+    assert set(doc.files.keys()) == {"solution.py", "test_visible.py"}
+    hidden_test = "assert top_k([], 3) == []"
+    assert hidden_test not in str(doc.doc.get("meta", type=Map).to_py())
+    assert all(hidden_test not in str(text) for text in doc.files.values())
+    assert "top_k" in doc.doc.get("meta", type=Map)["prompt"]
+    await doc.close()
+
+
+def test_damaged_expired_and_unknown_invitations_say_why(server: ServerProcess) -> None:
+    secret = (server.data_dir / "secret_key").read_text().strip()
+    signer = InviteSigner(secret)
+    cases = {
+        signer.mint("inv_nothere", int(time.time()) + 600): (404, "does not exist"),
+        signer.mint("inv_nothere", int(time.time()) - 5): (401, "expired"),
+        signer.mint("inv_nothere", int(time.time()) + 600)[:-2] + "xx": (401, "damaged"),
+    }
+    for token, (status, says) in cases.items():
+        response = httpx.get(f"{server.url}/invite/{token}")
+        assert response.status_code == status and says in response.text, response.text
+
+
+async def test_a_candidate_takes_the_mcq_screen_in_the_browser(server: ServerProcess) -> None:
+    assert server.api("POST", "/api/assessments", {"files": fixture_files()}).status_code == 201
+    response = server.api(
+        "POST", "/api/pipelines/backend-engineer/candidates",
+        {"candidates": [{"name": "Ada", "email": "ada@example.org"}]},
+    )  # fmt: skip
+    url = response.json()["invited"][0]["invite_url"]
+    async with chromium() as browser:
+        context = await browser.new_context(viewport={"width": 1280, "height": 800})
+        page = await context.new_page()
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await page.goto(url)
+        await page.click("button[type=submit]")  # Start
+        await page.locator("#connection[data-state=connected]").wait_for(timeout=15000)
+        await page.locator("#mcq .question").first.wait_for()
+        assert await page.locator("#mcq .question").count() == 4
+        for qid, chosen in CORRECT.items():
+            for index in chosen:
+                await page.check(f"li[data-question='{qid}'] input[value='{index}']")
+        # A reload keeps every answer (they live in the room's document).
+        await page.reload()
+        await page.locator("li[data-question='immutable'] input[value='2']:checked").wait_for()
+        await RoomPage(page).screenshot("mcq-candidate.png")
+        await page.click("#round-submit")  # confirmed
+        await page.locator("#round-state[data-state=ended]").wait_for()
+        assert await page.locator("#mcq input").first.is_disabled()
+
+    def score() -> object:
+        body = server.api("GET", "/api/pipelines/backend-engineer/candidates").json()
+        return body["candidates"][0]["stages"]["screen"].get("score")
+
+    await eventually(lambda: score() == 100.0, timeout=20)
