@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import queue
 import secrets
@@ -54,6 +55,26 @@ class OutputSink(Protocol):
 AskInput = Callable[[Runner, str, bool], Awaitable[str]]
 
 
+def workspace_code(files: dict[str, str]) -> str:
+    """Python that writes ``files`` into the kernel's folder and forgets modules imported from
+    there, so the next import sees the files as they are now. It leaves no names behind."""
+    return (
+        "def _clarityhire_workspace(files):\n"
+        "    import importlib, json, pathlib, sys\n"
+        "    here = pathlib.Path.cwd().resolve()\n"
+        "    for name, text in json.loads(files).items():\n"
+        "        path = pathlib.Path(name)\n"
+        "        path.parent.mkdir(parents=True, exist_ok=True)\n"
+        "        path.write_text(text)\n"
+        "    for module in [m for m, v in list(sys.modules.items())\n"
+        "                   if str(getattr(v, '__file__', None) or '').startswith(str(here))]:\n"
+        "        del sys.modules[module]\n"
+        "    importlib.invalidate_caches()\n"
+        f"_clarityhire_workspace({json.dumps(json.dumps(files))})\n"
+        "del _clarityhire_workspace\n"
+    )
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -88,8 +109,12 @@ class RoomKernel:
         """A run in progress or waiting for its turn (or a kernel being taken)."""
         return self._run_lock.locked()
 
-    async def run(self, runner: Runner, file: str, code: str) -> str:
-        """Run ``code`` and record it; returns the run's status."""
+    async def run(
+        self, runner: Runner, file: str, code: str, workspace: dict[str, str] | None = None
+    ) -> str:
+        """Run ``code`` and record it; returns the run's status. ``workspace`` (a Python
+        kernel's) is written to the kernel's folder first, so that code can import the room's
+        other files as they are now."""
         async with self._run_lock:
             run_id = secrets.token_hex(6)
             self._running = run_id
@@ -98,7 +123,7 @@ class RoomKernel:
                 if self._closed:  # the round ended while this run waited for its turn
                     await self.sink.begin(self._record(run_id, runner, file, code))
                     return await self._end(run_id, "killed", "the room's kernel was closed")
-                return await self._run(run_id, runner, file, code)
+                return await self._run(run_id, runner, file, code, workspace)
             except asyncio.CancelledError:  # the server is stopping: say so, then stop
                 await asyncio.shield(self._end(run_id, "killed", "the server stopped"))
                 raise
@@ -168,7 +193,9 @@ class RoomKernel:
             await self.sink.finish(run_id, fields)
         return status
 
-    async def _run(self, run_id: str, runner: Runner, file: str, code: str) -> str:
+    async def _run(
+        self, run_id: str, runner: Runner, file: str, code: str, workspace: dict[str, str] | None
+    ) -> str:
         await self.sink.begin(self._record(run_id, runner, file, code))
         handle, replaced = await self._kernel()
         if self._interrupted:
@@ -176,6 +203,9 @@ class RoomKernel:
             await self.sink.finish(run_id, fields)
             return "interrupted"
         outputs = _OutputBuffer(self.limits.output_max_bytes)
+        if workspace:
+            # Queued before the run on the same channel, silent: the kernel runs it first.
+            handle.client.execute(workspace_code(workspace), silent=True, store_history=False)
         msg_id = handle.client.execute(code, allow_stdin=True, store_history=True)
         stdin_task = asyncio.create_task(self._serve_stdin(handle, msg_id, runner))
         try:

@@ -145,8 +145,9 @@ def build_services(settings: Settings) -> Services:
     )
     sio.register_namespace(control)
     funnel = Funnel(
-        settings, FunnelStore(store), registry, signer, InviteSigner(settings.secret_key)
-    )
+        settings, FunnelStore(store), registry, signer, InviteSigner(settings.secret_key),
+        execution,
+    )  # fmt: skip
     return Services(
         settings, store, update_log, registry, signer, sio, control, presence, rounds, execution,
         media, funnel,

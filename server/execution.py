@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kernels.gateway import GatewayLauncher
+from kernels.grading import run_hidden_tests
 from kernels.pool import KernelLauncher, KernelPool, SandboxConfinement
 from kernels.runs import RoomKernel, RunLimits, Runner
 from kernels.sandbox import MIB, Sandbox, SandboxError, SandboxLimits
@@ -175,13 +176,27 @@ class Execution:
     async def run(self, info: RoomInfo, who: Participant, file: str, code: str | None) -> None:
         """Start a run of ``code`` (a selection or cell), or of ``file`` as it is now."""
         kernel = self._kernel_for(info)
+        room = await self.registry.open(info.id)
+        files = files_of(room.doc)
+        self.registry.release(room)
         if code is None:
-            room = await self.registry.open(info.id)
-            code = files_of(room.doc).get(file)
-            self.registry.release(room)
+            code = files.get(file)
             if code is None:
                 raise BadRequest(f"no file {file!r} in this room")
-        self._track(kernel.run(Runner(who.id, who.name), file, code))
+        workspace = files if info.language == "python" else None
+        self._track(kernel.run(Runner(who.id, who.name), file, code, workspace))
+
+    async def grade(
+        self, language: str, submission: dict[str, str], tests: dict[str, str]
+    ) -> dict[str, Any]:
+        """Run hidden tests against a submission in a fresh kernel (see kernels/grading.py)."""
+        if self.disabled_reason is not None or self.pool is None:
+            raise Conflict(f"code execution is disabled on this server: {self.disabled_reason}")
+        try:
+            spec_name = self.specs.name_for(language)
+        except KeyError as e:
+            raise Conflict(f"no kernel for language {language!r} here") from e
+        return await run_hidden_tests(self.pool, spec_name, self.limits, submission, tests)
 
     async def interrupt(self, info: RoomInfo) -> bool:
         kernel = self._kernels.get(info.id)

@@ -17,6 +17,8 @@ the list of chosen indexes).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from html import escape
 from typing import Any
 
@@ -26,6 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from rooms.assessments import CodingTask, McqTest, Pipeline, from_stored
+from rooms.document import files_of
 from rooms.errors import BadRequest, Conflict, RoomError, RoomNotFound
 from rooms.funnel import (
     InviteSigner,
@@ -42,9 +45,12 @@ from rooms.registry import RoomRegistry
 from rooms.room import now_us
 from rooms.types import Role, RoomKind
 from server.api import json_response, problem, require_admin
+from server.execution import Execution
 from server.pages import page
 from server.settings import Settings
 from server.tokens import TokenSigner
+
+log = logging.getLogger("clarityhire.funnel")
 
 DEFAULT_INVITE_HOURS = 72
 MAX_INVITE_HOURS = 24 * 60
@@ -58,8 +64,11 @@ class Funnel:
         registry: RoomRegistry,
         signer: TokenSigner,
         invites: InviteSigner,
+        execution: Execution,
     ) -> None:
         self.settings = settings
+        self.execution = execution
+        self._grading: set[asyncio.Task[None]] = set()
         self.store = store
         self.registry = registry
         self.signer = signer
@@ -174,9 +183,17 @@ class Funnel:
         following = pipeline.stages[index + 1] if index + 1 < len(pipeline.stages) else None
         now = now_us()
         invitations = []
+        live_rooms = []
+        rooms = {
+            c["id"]: c["stages"][stage.id].get("room_id") for c in results if c["id"] in scores
+        }
         for candidate_id in scores:
             status = "advanced" if candidate_id in passing else "rejected"
             await self.store.save_result(candidate_id, stage.id, pipeline.id, status, now)
+            follow_up = following is not None and following.type == "live"
+            seeded = following is not None and following.seed_from == stage.id
+            if status == "advanced" and follow_up and seeded:
+                live_rooms.append(await self._follow_up(candidate_id, rooms[candidate_id]))
             if status == "advanced" and following is not None and following.type in ("mcq", "task"):
                 invitations.append(
                     self._invitation(candidate_id, pipeline.id, following.id, DEFAULT_INVITE_HOURS)
@@ -190,8 +207,25 @@ class Funnel:
                 "next_stage": following.id if following else None,
                 "invited": [{"candidate_id": i["candidate_id"], "invite_url": self._invite_url(i)}
                             for i in invitations],
+                "live_rooms": live_rooms,
             }
         )  # fmt: skip
+
+    async def _follow_up(self, candidate_id: str, takehome_room: str | None) -> dict[str, Any]:
+        """A live room seeded from the candidate's submitted take-home (files and history),
+        with links for the interviewer and the candidate."""
+        if takehome_room is None:
+            raise Conflict(f"candidate {candidate_id!r} has no take-home room to continue from")
+        candidate = await self.store.candidate(candidate_id)
+        assert candidate is not None
+        language = (await self.registry.info(takehome_room)).language
+        info = await self.registry.create(RoomKind.LIVE, language, seed_from=takehome_room)
+        ttl = self.settings.token_ttl_seconds
+        links = {}
+        for role, name in ((Role.INTERVIEWER, "Interviewer"), (Role.CANDIDATE, candidate["name"])):
+            token, _ = self.signer.mint(info.id, role, name, ttl)
+            links[f"{role.value}_url"] = f"{self.settings.base_url}/rooms/{info.id}?token={token}"
+        return {"candidate_id": candidate_id, "room_id": info.id, **links}
 
     # -- candidates ----------------------------------------------------------------------------
 
@@ -255,26 +289,47 @@ when you press Start and cannot be paused. This link works once.</p>
         return RedirectResponse(f"/rooms/{info.id}?token={token}", status_code=303)
 
     async def round_ended(self, room_id: str) -> None:
-        """A candidate's stage room ended: score a multiple-choice test from its answers."""
+        """A candidate's stage room ended: score a multiple-choice test from its answers, or
+        start the hidden tests of a coding task (in the background: they take seconds)."""
         invitation = await self.store.invitation_of_room(room_id)
         if invitation is None:
             return
+        task = asyncio.create_task(self._score(room_id, invitation))
+        self._grading.add(task)
+        task.add_done_callback(self._grading.discard)
+
+    async def _score(self, room_id: str, invitation: dict[str, Any]) -> None:
+        try:
+            await self._score_room(room_id, invitation)
+        except Exception:
+            log.exception("scoring a stage failed", extra={"room": room_id})
+
+    async def _score_room(self, room_id: str, invitation: dict[str, Any]) -> None:
         pipeline = await self._pipeline(invitation["pipeline_id"])
         assessment = await self._assessment(
             stage_of(pipeline, invitation["stage_id"]).assessment or ""
         )
         ids = (invitation["candidate_id"], invitation["stage_id"], invitation["pipeline_id"])
-        if not isinstance(assessment, McqTest):
-            await self.store.save_result(*ids, "submitted", now_us(), room_id=room_id)
-            return
         room = await self.registry.open(room_id)
         try:
             answers = room.doc.get("answers", type=Map).to_py() or {}
+            submitted = files_of(room.doc)
         finally:
             self.registry.release(room)
-        score = assessment.score(answers)
+        if isinstance(assessment, McqTest):
+            score = assessment.score(answers)
+            details: dict[str, Any] = {"answers": answers}
+        else:
+            await self.store.save_result(*ids, "submitted", now_us(), room_id=room_id)
+            if assessment.language != "python" or not assessment.hidden_tests:
+                return  # the harness speaks Python; a reviewer scores other tasks
+            graded = await self.execution.grade(
+                assessment.language, submitted, assessment.hidden_tests
+            )
+            score = round(100 * graded["passed"] / graded["total"], 2) if graded["total"] else 0.0
+            details = {"hidden_tests": graded}
         await self.store.save_result(
-            *ids, "scored", now_us(), room_id=room_id, score=score, details={"answers": answers}
+            *ids, "scored", now_us(), room_id=room_id, score=score, details=details
         )
 
 

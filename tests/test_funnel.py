@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 from browser import RoomPage, chromium
 from conftest import ServerProcess, eventually
 from control import ControlClient
-from pycrdt import Map
+from pycrdt import Array, Map
 from test_assessments import fixture_files
 from yclient import YClient
 
@@ -134,3 +136,88 @@ async def test_a_candidate_takes_the_mcq_screen_in_the_browser(server: ServerPro
         return body["candidates"][0]["stages"]["screen"].get("score")
 
     await eventually(lambda: score() == 100.0, timeout=20)
+
+
+GOOD = """def top_k(words, k):
+    counts = {}
+    for word in words:
+        counts[word] = counts.get(word, 0) + 1
+    ranked = sorted(counts, key=lambda w: (-counts[w], w))
+    return ranked[:k]
+"""
+# Right for no words, wrong on ties (keeps the order words were first seen in).
+HALF = """def top_k(words, k):
+    counts = {}
+    for word in words:
+        counts[word] = counts.get(word, 0) + 1
+    return sorted(counts, key=lambda w: -counts[w])[:k]
+"""
+
+
+async def take_home(server: ServerProcess, url: str, solution: str) -> str:
+    room, token = start(url)
+    doc = await YClient(server.ws_url(room, token)).connect()
+    text = doc.files["solution.py"]
+    text.clear()  # type: ignore[union-attr]
+    text += solution  # type: ignore[operator]
+    await doc.flush()
+    control = await ControlClient(server.url, token).connect()
+    # The visible tests run in the room against the files as they are now.
+    assert (await control.call("run", {"file": "test_visible.py"}))["ok"]
+    outputs = doc.doc.get("outputs", type=Array)
+    await eventually(lambda: "visible: ok" in str(outputs.to_py()), timeout=60)
+    assert (await control.call("round", {"action": "submit"}))["ok"]
+    await control.close()
+    await doc.close()
+    return room
+
+
+async def test_take_home_hidden_tests_and_the_live_follow_up(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    server = make_server(kernel_pool_size="1", run_timeout_seconds="20")
+    assert server.api("POST", "/api/assessments", {"files": fixture_files()}).status_code == 201
+    people = [{"name": f"Person {i}", "email": f"p{i}@example.org"} for i in range(5)]
+    invited = server.api(
+        "POST", "/api/pipelines/backend-engineer/candidates", {"candidates": people}
+    ).json()["invited"]
+    for i, person in enumerate(invited):
+        await take_mcq(server, person["invite_url"], right=i)
+    screen = "/api/pipelines/backend-engineer/stages/screen/advance"
+
+    def results(stage: str) -> dict[str, dict[str, Any]]:
+        body = server.api("GET", "/api/pipelines/backend-engineer/candidates").json()
+        return {c["id"]: c["stages"].get(stage, {}) for c in body["candidates"]}
+
+    await eventually(lambda: all(r.get("status") == "scored" for r in results("screen").values()))
+    takehome = server.api("POST", screen).json()["invited"]
+    assert len(takehome) == 2  # the best 40% of 5
+    good, half = takehome
+    good_room = await take_home(server, good["invite_url"], GOOD)
+    await take_home(server, half["invite_url"], HALF)
+
+    def scored() -> bool:
+        return all(
+            results("takehome")[c["candidate_id"]].get("status") == "scored" for c in takehome
+        )
+
+    await eventually(scored, timeout=90)
+    graded = results("takehome")
+    assert graded[good["candidate_id"]]["score"] == 100.0
+    assert graded[half["candidate_id"]]["score"] == 50.0
+    tests = graded[half["candidate_id"]]["details"]["hidden_tests"]["tests"]
+    assert [(t["name"], t["passed"]) for t in tests] == [
+        ("test_hidden.py::test_ties_are_alphabetical", False),
+        ("test_hidden.py::test_no_words", True),
+    ]
+
+    advanced = server.api("POST", "/api/pipelines/backend-engineer/stages/takehome/advance")
+    live = {r["candidate_id"]: r for r in advanced.json()["live_rooms"]}
+    room = live[good["candidate_id"]]
+    interviewer = parse_qs(urlparse(room["interviewer_url"]).query)["token"][0]
+    doc = await YClient(server.ws_url(room["room_id"], interviewer)).connect()
+    assert doc.files["solution.py"] is not None and str(doc.files["solution.py"]) == GOOD
+    copied = await server.history(room["room_id"])
+    original = await server.history(good_room)
+    assert [e.update for e in copied[: len(original)]] == [e.update for e in original]
+    await doc.close()
