@@ -77,6 +77,17 @@ class FunnelStore:
                 update(tables.invitations).where(i.id == invitation_id).values(room_id=room_id)
             )
 
+    async def result_of_room(self, room_id: str) -> dict[str, Any] | None:
+        """The stage result a room is the attempt of, if any (details decoded)."""
+        r = tables.stage_results.c
+        async with self.store.engine.connect() as conn:
+            row = (
+                await conn.execute(select(tables.stage_results).where(r.room_id == room_id))
+            ).first()
+        if row is None:
+            return None
+        return {**dict(row._mapping), "details": orjson.loads(row.details)}
+
     async def candidate(self, candidate_id: str) -> dict[str, Any] | None:
         c = tables.candidates.c
         async with self.store.engine.connect() as conn:

@@ -38,6 +38,7 @@ from server.recording import check_aiortc_internals
 from server.review import ReviewApi
 from server.settings import Settings, resolve_secrets
 from server.tokens import TokenSigner
+from server.webhooks import Webhooks
 
 log = logging.getLogger("clarityhire.app")
 
@@ -144,9 +145,15 @@ def build_services(settings: Settings) -> Services:
         settings, signer, registry, store, presence, rounds, execution, media
     )
     sio.register_namespace(control)
+    webhooks = Webhooks(
+        settings.webhook_url,
+        settings.webhook_secret,
+        settings.webhook_attempts,
+        settings.webhook_backoff_seconds,
+    )
     funnel = Funnel(
         settings, FunnelStore(store), registry, signer, InviteSigner(settings.secret_key),
-        execution,
+        execution, webhooks,
     )  # fmt: skip
     return Services(
         settings, store, update_log, registry, signer, sio, control, presence, rounds, execution,
@@ -195,6 +202,7 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
             yield
         finally:
             services.presence.close()
+            await services.funnel.webhooks.close()
             await services.media.close()
             await services.rounds.stop()
             await services.execution.stop()
@@ -218,6 +226,7 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         timeline,
         IntegrityReports(services.store, timeline),
         services.store,
+        services.funnel.store,
         services.media.config.recordings_dir,
     )
     pages = Pages(settings, services.registry, services.signer, timeline)

@@ -49,6 +49,7 @@ from server.execution import Execution
 from server.pages import page
 from server.settings import Settings
 from server.tokens import TokenSigner
+from server.webhooks import Webhooks
 
 log = logging.getLogger("clarityhire.funnel")
 
@@ -65,9 +66,11 @@ class Funnel:
         signer: TokenSigner,
         invites: InviteSigner,
         execution: Execution,
+        webhooks: Webhooks,
     ) -> None:
         self.settings = settings
         self.execution = execution
+        self.webhooks = webhooks
         self._grading: set[asyncio.Task[None]] = set()
         self.store = store
         self.registry = registry
@@ -310,6 +313,8 @@ when you press Start and cannot be paused. This link works once.</p>
             stage_of(pipeline, invitation["stage_id"]).assessment or ""
         )
         ids = (invitation["candidate_id"], invitation["stage_id"], invitation["pipeline_id"])
+        event = {"pipeline": ids[2], "stage": ids[1], "candidate_id": ids[0], "room_id": room_id}
+        self.webhooks.send("stage.completed", event)
         room = await self.registry.open(room_id)
         try:
             answers = room.doc.get("answers", type=Map).to_py() or {}
@@ -331,6 +336,7 @@ when you press Start and cannot be paused. This link works once.</p>
         await self.store.save_result(
             *ids, "scored", now_us(), room_id=room_id, score=score, details=details
         )
+        self.webhooks.send("stage.scored", {**event, "score": score})
 
 
 def _invitation_problem(error: RoomError) -> HTMLResponse:

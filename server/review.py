@@ -17,9 +17,11 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from rooms.errors import BadRequest, Forbidden, RoomError, RoomNotFound
+from rooms.funnel_store import FunnelStore
 from rooms.integrity import WEIGHTS, IntegrityReports
 from rooms.registry import RoomRegistry
 from rooms.room import now_us
+from rooms.scorecard import CRITERIA, parse_scorecard, prefill
 from rooms.store import SqlStore
 from rooms.timeline import PAGE_LIMIT, Cursor, Timeline, parse_time_ms
 from rooms.types import Role, TimelineEvent
@@ -40,8 +42,10 @@ class ReviewApi:
         timeline: Timeline,
         reports: IntegrityReports,
         store: SqlStore,
+        funnel: FunnelStore,
         recordings_dir: Path,
     ) -> None:
+        self.funnel = funnel
         self.reports = reports
         self.store = store
         self.settings = settings
@@ -59,6 +63,8 @@ class ReviewApi:
             Route(f"{base}/provenance", self._reviewed(self.provenance), methods=["GET"]),
             Route(f"{base}/recordings/{{name}}", self._reviewed(self.recording), methods=["GET"]),
             Route(f"{base}/integrity", self._reviewed(self.integrity), methods=["GET"]),
+            Route(f"{base}/scorecard", self._reviewed(self.scorecard), methods=["GET"]),
+            Route(f"{base}/scorecard", self._reviewed(self.score), methods=["POST"]),
             Route(f"{base}/integrity/dismissals", self._reviewed(self.dismiss), methods=["POST"]),
         ]
 
@@ -154,6 +160,37 @@ class ReviewApi:
             TimelineEvent(room_id, now_us(), reviewer, "integrity.dismissed", data)
         )
         return json_response({"ok": True, **data}, status=201)
+
+    async def scorecard(self, request: Request, room_id: str) -> Response:
+        """``GET /api/rooms/{id}/scorecard``: the rubric, the automatic pre-fill, and the
+        scorecards reviewers have filled."""
+        result = await self.funnel.result_of_room(room_id)
+        tests = (result or {}).get("details", {}).get("hidden_tests")
+        info = await self.registry.info(room_id)
+        round_ = await self.store.get_round(room_id)
+        used = None
+        if info.time_limit_s and round_.started_us and round_.ended_us:
+            used = (round_.ended_us - round_.started_us) / 1e6 / info.time_limit_s
+        integrity = (await self.reports.report(room_id))["score"]
+        filled = await self.store.events(room_id, ("scorecard",), 1000)
+        return json_response(
+            {
+                "criteria": [{"id": c, "description": d} for c, d in CRITERIA],
+                "prefill": prefill(tests, used, integrity),
+                "scorecards": [{"by": e.author, "at": e.at_us // 1000, **e.data} for e in filled],
+            }
+        )
+
+    async def score(self, request: Request, room_id: str) -> Response:
+        """``POST /api/rooms/{id}/scorecard``: ``{"scores": {criterion: 1-4}, "notes"}``."""
+        try:
+            body = await request.json()
+        except ValueError as e:
+            raise BadRequest("the body must be JSON") from e
+        card = parse_scorecard(body)
+        event = TimelineEvent(room_id, now_us(), request.state.reviewer, "scorecard", card)
+        await self.store.append_event(event)
+        return json_response({"ok": True, **card}, status=201)
 
 
 def _limit(raw: str | None) -> int:

@@ -79,6 +79,10 @@ class Settings:
     media_ice_addresses: str
     media_record_solo: bool
     media_max_participants: int
+    webhook_url: str
+    webhook_secret: str
+    webhook_attempts: int
+    webhook_backoff_seconds: float
     web_dir: str
     log_level: str
 
@@ -195,6 +199,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError("media_mode must be mesh or relay")
     if not 2 <= s.media_max_participants <= 16:
         raise SettingsError("media_max_participants must be between 2 and 16")
+    if not 1 <= s.webhook_attempts <= 20 or s.webhook_backoff_seconds < 0:
+        raise SettingsError("webhook_attempts must be 1 to 20, webhook_backoff_seconds >= 0")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise SettingsError("log_level must be one of debug, info, warning, error")
 

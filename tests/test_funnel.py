@@ -4,6 +4,9 @@ percentile rule, and a take-home room that never holds the hidden tests."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -211,6 +214,24 @@ async def test_take_home_hidden_tests_and_the_live_follow_up(
         ("test_hidden.py::test_no_words", True),
     ]
 
+    # A reviewer scores the good one, starting from the automatic pre-fill.
+    reviewer = {"token": server.token(good_room, "reviewer", "Rae")}
+    card_url = f"{server.url}/api/rooms/{good_room}/scorecard"
+    card = httpx.get(card_url, params=reviewer, timeout=60).json()
+    assert card["prefill"]["automatic"] and card["prefill"]["scores"]["correctness"] == 4
+    assert "2 of 2 passed" in card["prefill"]["reasons"][0]
+    scores = {"correctness": 4, "design": 3, "testing": 2, "communication": 3}
+    filled = httpx.post(card_url, params=reviewer, json={"scores": scores, "notes": "solid"})
+    assert filled.status_code == 201
+    assert httpx.get(card_url, params=reviewer).json()["scorecards"][0]["scores"] == scores
+    bad = httpx.post(card_url, params=reviewer, json={"scores": {"correctness": 5}, "notes": ""})
+    assert bad.status_code == 400
+    # The candidate sees neither the rubric nor any score.
+    candidate = {"token": server.token(good_room, "candidate")}
+    assert httpx.get(card_url, params=candidate).status_code == 403
+    listing = f"{server.url}/api/pipelines/backend-engineer/candidates"
+    assert httpx.get(listing, params=candidate).status_code == 401
+
     advanced = server.api("POST", "/api/pipelines/backend-engineer/stages/takehome/advance")
     live = {r["candidate_id"]: r for r in advanced.json()["live_rooms"]}
     room = live[good["candidate_id"]]
@@ -221,3 +242,65 @@ async def test_take_home_hidden_tests_and_the_live_follow_up(
     original = await server.history(good_room)
     assert [e.update for e in copied[: len(original)]] == [e.update for e in original]
     await doc.close()
+
+
+class Receiver:
+    """An ATS's webhook endpoint, local to the test: fails its first delivery with a 500."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes, int]] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> Receiver:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+        headers = {
+            k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)
+        }
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        status = 500 if not self.received else 200
+        self.received.append((headers, body, status))
+        writer.write(
+            f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        writer.close()
+
+
+async def test_webhooks_arrive_signed_and_are_retried(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    receiver = await Receiver().start()
+    server = make_server(
+        webhook_url=f"http://127.0.0.1:{receiver.port}/hooks",
+        webhook_secret="shared-with-the-ats",
+        webhook_backoff_seconds="0.2",
+    )
+    assert server.api("POST", "/api/assessments", {"files": fixture_files()}).status_code == 201
+    invited = server.api(
+        "POST", "/api/pipelines/backend-engineer/candidates",
+        {"candidates": [{"name": "Ada", "email": "ada@example.org"}]},
+    ).json()["invited"]  # fmt: skip
+    await take_mcq(server, invited[0]["invite_url"], right=4)
+    await eventually(lambda: len(receiver.received) >= 3, timeout=20)
+
+    events = []
+    for headers, body, status in receiver.received:
+        expected = "sha256=" + hmac.new(b"shared-with-the-ats", body, hashlib.sha256).hexdigest()
+        assert headers["x-clarityhire-signature"] == expected
+        events.append((headers["x-clarityhire-delivery"], headers["x-clarityhire-event"], status))
+    first_id, first_event, first_status = events[0]
+    assert first_status == 500
+    # The refused delivery came again, the same one, and was taken.
+    assert (first_id, first_event, 200) in events[1:]
+    scored = [
+        json.loads(b) for h, b, s in receiver.received if h["x-clarityhire-event"] == "stage.scored"
+    ]
+    assert scored[0]["data"]["score"] == 100.0 and scored[0]["data"]["stage"] == "screen"
+    assert receiver.server is not None
+    receiver.server.close()
