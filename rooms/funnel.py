@@ -9,8 +9,10 @@ its questions, without their answers, in ``meta.mcq``).
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import hmac
+import io
 import re
 import secrets
 import time
@@ -56,6 +58,34 @@ def parse_candidates(value: Any) -> list[NewCandidate]:
     if problems:
         raise BadRequest("nothing imported: " + "; ".join(problems))
     return rows
+
+
+def parse_candidate_csv(text: str) -> tuple[list[dict[str, str]], list[str]]:
+    """Rows of a ``name,email`` CSV (a header line is required), and a problem per bad row
+    naming its line."""
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip().lower() for h in next(reader, [])]
+    if "name" not in header or "email" not in header:
+        return [], ["line 1: the first line must name the columns, with 'name' and 'email'"]
+    name_at, email_at = header.index("name"), header.index("email")
+    rows, problems, seen = [], [], set()
+    for line, fields in enumerate(reader, start=2):
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) <= max(name_at, email_at):
+            problems.append(f"line {line}: {len(fields)} column(s), expected {len(header)}")
+            continue
+        name, email = fields[name_at].strip(), fields[email_at].strip().lower()
+        if not 1 <= len(name) <= 80:
+            problems.append(f"line {line}: name must be 1 to 80 characters")
+        elif not _EMAIL.match(email):
+            problems.append(f"line {line}: {fields[email_at]!r} is not an e-mail address")
+        elif email in seen:
+            problems.append(f"line {line}: {email} appears twice")
+        else:
+            seen.add(email)
+            rows.append({"name": name, "email": email})
+    return rows, problems
 
 
 class InviteSigner:

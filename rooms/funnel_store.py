@@ -133,7 +133,7 @@ class FunnelStore:
                 await conn.execute(
                     select(tables.candidates)
                     .where(c.pipeline_id == pipeline_id)
-                    .order_by(c.created_us, c.id)
+                    .order_by(c.created_us, c.email)
                 )
             ).all()
             rows = (

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import os
 import sys
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from rooms.assessments import AssessmentError, source_files
+from rooms.funnel import parse_candidate_csv
 from server import logs
 from server.app import create_app, open_store
 from server.assessments import load_into
@@ -31,8 +35,24 @@ def main(argv: list[str] | None = None) -> None:
     load.add_argument("paths", nargs="+", type=Path, help="files, or folders of *.yaml/*.md")
     load.add_argument("--data-dir", help="folder for the database and secrets (data_dir)")
     load.add_argument("--config", type=Path, help="a TOML file of settings")
+    people = commands.add_parser("candidates", help="invite candidates, export results")
+    people_actions = people.add_subparsers(dest="action", required=True)
+    invite = people_actions.add_parser("invite", help="invite the candidates of a CSV file")
+    invite.add_argument("pipeline", help="a loaded pipeline's id")
+    invite.add_argument("csv", type=Path, help="a CSV file with 'name' and 'email' columns")
+    invite.add_argument("--only-good", action="store_true", help="import the good rows anyway")
+    invite.add_argument("--expires-in-hours", type=int, default=72)
+    export = people_actions.add_parser("export", help="print a pipeline's candidates and scores")
+    export.add_argument("pipeline", help="a loaded pipeline's id")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    for sub in (invite, export):
+        sub.add_argument("--server", default="http://127.0.0.1:8000", help="the server's URL")
+        sub.add_argument("--admin-key", default=os.environ.get("CLARITYHIRE_ADMIN_KEY", ""),
+                         help="the admin key (default: $CLARITYHIRE_ADMIN_KEY)")  # fmt: skip
     args = parser.parse_args(argv)
 
+    if args.command == "candidates":
+        sys.exit(candidates_command(args))
     if args.command == "serve":
         settings = load_settings(
             args.config, host=args.host, port=args.port, data_dir=args.data_dir
@@ -41,6 +61,41 @@ def main(argv: list[str] | None = None) -> None:
     else:
         settings = load_settings(args.config, data_dir=args.data_dir)
         sys.exit(asyncio.run(load_assessments(settings, args.paths)))
+
+
+def candidates_command(args: argparse.Namespace) -> int:
+    """``clarityhire candidates invite|export``, through the server's admin API."""
+    headers = {"authorization": f"Bearer {args.admin_key}"}
+    base = f"{args.server.rstrip('/')}/api/pipelines/{args.pipeline}"
+    with httpx.Client(headers=headers, timeout=120) as client:
+        if args.action == "export":
+            response = client.get(f"{base}/export", params={"format": args.format})
+            if response.status_code != 200:
+                print(f"error: {response.json().get('detail')}", file=sys.stderr)
+                return 1
+            sys.stdout.write(response.text)
+            return 0
+        rows, problems = parse_candidate_csv(args.csv.read_text())
+        for problem in problems:
+            print(f"{args.csv}:{problem}", file=sys.stderr)
+        if problems and not args.only_good:
+            print(f"nothing imported: {len(problems)} bad row(s); fix them, or pass --only-good",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        if not rows:
+            print("no rows to import", file=sys.stderr)
+            return 1
+        body = {"candidates": rows, "expires_in_hours": args.expires_in_hours}
+        response = client.post(f"{base}/candidates", json=body)
+        if response.status_code != 201:
+            print(f"error: {response.json().get('detail')}", file=sys.stderr)
+            return 1
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["name", "email", "invite_url"])
+        for person in response.json()["invited"]:
+            writer.writerow([person["name"], person["email"], person["invite_url"]])
+        print(f"invited {len(rows)} candidate(s)", file=sys.stderr)
+        return 0
 
 
 async def load_assessments(settings: Settings, paths: list[Path]) -> int:

@@ -18,6 +18,8 @@ the list of chosen indexes).
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import logging
 from html import escape
 from typing import Any
@@ -82,6 +84,7 @@ class Funnel:
         return [
             Route(f"{base}/candidates", self._admin(self.invite), methods=["POST"]),
             Route(f"{base}/candidates", self._admin(self.candidates), methods=["GET"]),
+            Route(f"{base}/export", self._admin(self.export), methods=["GET"]),
             Route(
                 f"{base}/stages/{{stage_id}}/advance", self._admin(self.advance), methods=["POST"]
             ),
@@ -170,6 +173,35 @@ class Funnel:
         pipeline = await self._pipeline(request.path_params["pipeline_id"])
         return json_response(
             {"pipeline": pipeline.id, "candidates": await self.store.results(pipeline.id)}
+        )
+
+    async def export(self, request: Request) -> Response:
+        """``GET /api/pipelines/{id}/export?format=csv|json``: one row per candidate, with
+        each stage's status and score."""
+        pipeline = await self._pipeline(request.path_params["pipeline_id"])
+        people = await self.store.results(pipeline.id)
+        fmt = request.query_params.get("format", "json")
+        if fmt == "json":
+            return json_response({"pipeline": pipeline.id, "candidates": people})
+        if fmt != "csv":
+            raise BadRequest("format is csv or json")
+        out = io.StringIO()
+        writer = csv.writer(out)
+        stages = [s.id for s in pipeline.stages]
+        writer.writerow(["candidate_id", "name", "email"]
+                        + [f"{s}_{f}" for s in stages for f in ("status", "score")])  # fmt: skip
+        for person in people:
+            cells = [person["id"], person["name"], person["email"]]
+            for stage in stages:
+                result = person["stages"].get(stage, {})
+                score = result.get("score")
+                cells += [result.get("status", ""), "" if score is None else score]
+            writer.writerow(cells)
+        filename = f"{pipeline.id}-candidates.csv"
+        return Response(
+            out.getvalue(),
+            media_type="text/csv",
+            headers={"content-disposition": f'attachment; filename="{filename}"'},
         )
 
     async def advance(self, request: Request) -> Response:

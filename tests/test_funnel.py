@@ -4,17 +4,22 @@ percentile rule, and a take-home room that never holds the hidden tests."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
 import hmac
+import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 from browser import RoomPage, chromium
-from conftest import ServerProcess, eventually
+from conftest import ADMIN_KEY, ROOT, ServerProcess, eventually
 from control import ControlClient
 from pycrdt import Array, Map
 from test_assessments import fixture_files
@@ -304,3 +309,47 @@ async def test_webhooks_arrive_signed_and_are_retried(
     assert scored[0]["data"]["score"] == 100.0 and scored[0]["data"]["stage"] == "screen"
     assert receiver.server is not None
     receiver.server.close()
+
+
+def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", "candidates", *args, "--server", server.url,
+         "--admin-key", ADMIN_KEY],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_csv_with_bad_rows_imports_nothing_and_export_lists_everyone(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    assert server.api("POST", "/api/assessments", {"files": fixture_files()}).status_code == 201
+    listing = "/api/pipelines/backend-engineer/candidates"
+    sheet = tmp_path / "people.csv"
+    sheet.write_text(
+        "name,email\nAda,ada@example.org\n,nobody@example.org\nBob,not-an-email\n"
+        "Cy,cy@example.org\nDee,ADA@example.org\n"
+    )
+    refused = cli(server, "invite", "backend-engineer", str(sheet))
+    assert refused.returncode == 1
+    expected = [
+        "people.csv:line 3: name",
+        "people.csv:line 4: 'not-an-email'",
+        "people.csv:line 6: ada@example.org appears twice",
+        "nothing imported",
+    ]
+    for line in expected:
+        assert line in refused.stderr, refused.stderr
+    assert server.api("GET", listing).json()["candidates"] == []
+
+    taken = cli(server, "invite", "backend-engineer", str(sheet), "--only-good")
+    assert taken.returncode == 0, taken.stderr
+    rows = list(csv.DictReader(io.StringIO(taken.stdout)))
+    assert [r["email"] for r in rows] == ["ada@example.org", "cy@example.org"]
+    assert all(r["invite_url"].startswith(f"{server.url}/invite/") for r in rows)
+
+    exported = cli(server, "export", "backend-engineer")
+    table = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert [r["email"] for r in table] == ["ada@example.org", "cy@example.org"]
+    assert set(table[0]) >= {"screen_status", "screen_score", "takehome_status"}
+    as_json = server.api("GET", "/api/pipelines/backend-engineer/export?format=json").json()
+    assert len(as_json["candidates"]) == 2
