@@ -175,6 +175,10 @@ async def take_home(server: ServerProcess, url: str, solution: str) -> str:
     outputs = doc.doc.get("outputs", type=Array)
     await eventually(lambda: "visible: ok" in str(outputs.to_py()), timeout=60)
     assert (await control.call("round", {"action": "submit"}))["ok"]
+    # Submitted means final: a late edit is refused and the stored code stays as submitted.
+    doc.file = "solution.py"
+    await doc.type("# a late edit\n")
+    await eventually(lambda: any("read-only" in d for d in doc.denials))
     await control.close()
     await doc.close()
     return room
@@ -242,7 +246,7 @@ async def test_take_home_hidden_tests_and_the_live_follow_up(
     room = live[good["candidate_id"]]
     interviewer = parse_qs(urlparse(room["interviewer_url"]).query)["token"][0]
     doc = await YClient(server.ws_url(room["room_id"], interviewer)).connect()
-    assert doc.files["solution.py"] is not None and str(doc.files["solution.py"]) == GOOD
+    assert str(doc.files["solution.py"]) == GOOD  # without the late edit
     copied = await server.history(room["room_id"])
     original = await server.history(good_room)
     assert [e.update for e in copied[: len(original)]] == [e.update for e in original]
