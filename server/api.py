@@ -43,6 +43,22 @@ def require_admin(request: Request, admin_key: str) -> None:
         raise Unauthorized("wrong admin key")
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def admin_only(admin_key: str, handler: Endpoint) -> Endpoint:
+    """``handler`` behind the admin key, with ``RoomError`` turned into problem JSON."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            require_admin(request, admin_key)
+            return await handler(request)
+        except RoomError as e:
+            return problem(e)
+
+    return endpoint
+
+
 def problem(error: RoomError) -> Response:
     body: dict[str, Any] = {
         "title": type(error).__name__,
@@ -81,20 +97,8 @@ class RoomApi:
             Route("/healthz", self.health, methods=["GET"]),
         ]
 
-    def _guard(self, handler: Any) -> Any:
-        """Require the admin key, and turn ``RoomError`` into problem JSON."""
-
-        async def endpoint(request: Request) -> Response:
-            try:
-                self._check_admin(request)
-                return await handler(request)  # type: ignore[no-any-return]
-            except RoomError as e:
-                return problem(e)
-
-        return endpoint
-
-    def _check_admin(self, request: Request) -> None:
-        require_admin(request, self.settings.admin_key)
+    def _guard(self, handler: Endpoint) -> Endpoint:
+        return admin_only(self.settings.admin_key, handler)
 
     async def create_room(self, request: Request) -> Response:
         """``POST /api/rooms``: ``{"kind", "language", "files"?, "seed_from"?,

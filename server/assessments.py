@@ -8,17 +8,15 @@ problem's file, line and field in ``problems``. ``GET /api/assessments`` lists w
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from rooms.assessments import load, stored_row
-from rooms.errors import BadRequest, RoomError
+from rooms.errors import BadRequest
 from rooms.room import now_us
 from rooms.store import SqlStore
-from server.api import json_response, problem, require_admin
+from server.api import Endpoint, admin_only, json_response
 from server.settings import Settings
 
 
@@ -35,15 +33,8 @@ class AssessmentApi:
             Route("/api/assessments", self._admin(self.list_loaded), methods=["GET"]),
         ]
 
-    def _admin(self, handler: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            try:
-                require_admin(request, self.settings.admin_key)
-                return await handler(request)  # type: ignore[no-any-return]
-            except RoomError as e:
-                return problem(e)
-
-        return endpoint
+    def _admin(self, handler: Endpoint) -> Endpoint:
+        return admin_only(self.settings.admin_key, handler)
 
     async def load(self, request: Request) -> Response:
         """``POST /api/assessments``: ``{"files": {name: text}}``, stored whole or refused."""

@@ -46,7 +46,7 @@ from rooms.funnel_store import FunnelStore
 from rooms.registry import RoomRegistry
 from rooms.room import now_us
 from rooms.types import Role, RoomKind
-from server.api import json_response, problem, require_admin
+from server.api import Endpoint, admin_only, json_response
 from server.execution import Execution
 from server.pages import page
 from server.settings import Settings
@@ -92,15 +92,8 @@ class Funnel:
             Route("/invite/{token}", self.start, methods=["POST"]),
         ]
 
-    def _admin(self, handler: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            try:
-                require_admin(request, self.settings.admin_key)
-                return await handler(request)  # type: ignore[no-any-return]
-            except RoomError as e:
-                return problem(e)
-
-        return endpoint
+    def _admin(self, handler: Endpoint) -> Endpoint:
+        return admin_only(self.settings.admin_key, handler)
 
     async def _assessment(self, assessment_id: str) -> Any:
         row = await self.store.assessment(assessment_id)
