@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from rooms.assessments import CodingTask, McqTest, Pipeline, Stage
 from rooms.errors import BadRequest, Conflict, Forbidden, RoomNotFound, Unauthorized
 
@@ -173,7 +171,3 @@ def advancing(
         return set()
     cut = ranked[keep - 1]
     return {c for c, s in scores.items() if s >= cut}
-
-
-def decode_definition(row: dict[str, Any]) -> dict[str, Any]:
-    return dict(orjson.loads(row["definition"]))

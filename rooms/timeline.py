@@ -100,6 +100,7 @@ class Attribution:
 
     files: dict[str, list[_Char]] = field(default_factory=dict)
     edits: list[Edit] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)  # the files at the end of the replay
 
 
 class Timeline:
@@ -261,6 +262,7 @@ def replay_with_attribution(entries: list[LogEntry], pastes: list[TimelineEvent]
             doc.apply_update(entry.update)
     finally:
         files.unobserve(subscription)
+    result.texts = files_of(doc)
     return result
 
 

@@ -103,7 +103,7 @@ class RoomApi:
     async def create_room(self, request: Request) -> Response:
         """``POST /api/rooms``: ``{"kind", "language", "files"?, "seed_from"?,
         "time_limit_seconds"?}``."""
-        body = await _json_object(request)
+        body = await json_object(request)
         try:
             kind = RoomKind(body.get("kind", "live"))
         except ValueError as e:
@@ -141,7 +141,7 @@ class RoomApi:
     async def mint_token(self, request: Request) -> Response:
         """``POST /api/rooms/{id}/tokens``: ``{"role", "name", "ttl_seconds"?}``."""
         info = await self.registry.info(request.path_params["room_id"])
-        body = await _json_object(request)
+        body = await json_object(request)
         try:
             role = Role(str(body.get("role")))
         except ValueError as e:
@@ -198,7 +198,8 @@ class RoomApi:
         }
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's body as a JSON object; ``BadRequest`` when it is not one."""
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError as e:

@@ -16,7 +16,7 @@ from rooms.assessments import load, stored_row
 from rooms.errors import BadRequest
 from rooms.room import now_us
 from rooms.store import SqlStore
-from server.api import Endpoint, admin_only, json_response
+from server.api import Endpoint, admin_only, json_object, json_response
 from server.settings import Settings
 
 
@@ -38,11 +38,7 @@ class AssessmentApi:
 
     async def load(self, request: Request) -> Response:
         """``POST /api/assessments``: ``{"files": {name: text}}``, stored whole or refused."""
-        try:
-            body = await request.json()
-        except ValueError as e:
-            raise BadRequest("the body must be JSON") from e
-        files = body.get("files") if isinstance(body, dict) else None
+        files = (await json_object(request)).get("files")
         if (
             not isinstance(files, dict)
             or not files

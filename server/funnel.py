@@ -46,7 +46,7 @@ from rooms.funnel_store import FunnelStore
 from rooms.registry import RoomRegistry
 from rooms.room import now_us
 from rooms.types import Role, RoomKind
-from server.api import Endpoint, admin_only, json_response
+from server.api import Endpoint, admin_only, json_object, json_response
 from server.execution import Execution
 from server.pages import page
 from server.settings import Settings
@@ -130,9 +130,7 @@ class Funnel:
 
     async def invite(self, request: Request) -> Response:
         pipeline = await self._pipeline(request.path_params["pipeline_id"])
-        body = await request.json()
-        if not isinstance(body, dict):
-            raise BadRequest("send {'candidates': [{'name', 'email'}], 'expires_in_hours'?}")
+        body = await json_object(request)
         hours = body.get("expires_in_hours", DEFAULT_INVITE_HOURS)
         if (
             isinstance(hours, bool)

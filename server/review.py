@@ -8,7 +8,6 @@ rooms, are refused. Times are milliseconds since the Unix epoch. Errors are prob
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from rooms.scorecard import CRITERIA, parse_scorecard, prefill
 from rooms.store import SqlStore
 from rooms.timeline import PAGE_LIMIT, Cursor, Timeline, parse_time_ms
 from rooms.types import Role, TimelineEvent
-from server.api import json_response, problem, require_admin
+from server.api import json_object, json_response, problem, require_admin
 from server.settings import Settings
 from server.tokens import TokenSigner
 
@@ -96,7 +95,7 @@ class ReviewApi:
         """``GET /api/rooms/{id}/timeline?from=&to=&cursor=&limit=``."""
         q = request.query_params
         from_ms = parse_time_ms("from", q.get("from"), 0)
-        to_ms = parse_time_ms("to", q.get("to"), _now_ms())
+        to_ms = parse_time_ms("to", q.get("to"), now_us() // 1000)
         cursor = Cursor.decode(q["cursor"]) if q.get("cursor") else None
         limit = _limit(q.get("limit"))
         page = await self.timeline.page(room_id, from_ms, to_ms, cursor, limit)
@@ -112,12 +111,12 @@ class ReviewApi:
         """``GET /api/rooms/{id}/diff?from=T1&to=T2`` (``to`` defaults to now)."""
         q = request.query_params
         from_ms = parse_time_ms("from", q.get("from"))
-        to_ms = parse_time_ms("to", q.get("to"), _now_ms())
+        to_ms = parse_time_ms("to", q.get("to"), now_us() // 1000)
         return json_response(await self.timeline.diff(room_id, from_ms, to_ms))
 
     async def provenance(self, request: Request, room_id: str) -> Response:
         """``GET /api/rooms/{id}/provenance?at=T`` (``at`` defaults to now)."""
-        at = parse_time_ms("at", request.query_params.get("at"), _now_ms())
+        at = parse_time_ms("at", request.query_params.get("at"), now_us() // 1000)
         return json_response(await self.timeline.provenance(room_id, at))
 
     async def recording(self, request: Request, room_id: str) -> Response:
@@ -136,13 +135,9 @@ class ReviewApi:
     async def dismiss(self, request: Request, room_id: str) -> Response:
         """``POST /api/rooms/{id}/integrity/dismissals``: ``{"signal", "at", "note"}``, the
         signal and first time of a flag that the reviewer has judged innocent."""
-        try:
-            body = await request.json()
-        except ValueError as e:
-            raise BadRequest("the body must be JSON") from e
+        body = await json_object(request)
         if (
-            not isinstance(body, dict)
-            or set(body) != {"signal", "at", "note"}
+            set(body) != {"signal", "at", "note"}
             or body["signal"] not in WEIGHTS
             or isinstance(body["at"], bool)
             or not isinstance(body["at"], int)
@@ -183,11 +178,7 @@ class ReviewApi:
 
     async def score(self, request: Request, room_id: str) -> Response:
         """``POST /api/rooms/{id}/scorecard``: ``{"scores": {criterion: 1-4}, "notes"}``."""
-        try:
-            body = await request.json()
-        except ValueError as e:
-            raise BadRequest("the body must be JSON") from e
-        card = parse_scorecard(body)
+        card = parse_scorecard(await json_object(request))
         event = TimelineEvent(room_id, now_us(), request.state.reviewer, "scorecard", card)
         await self.store.append_event(event)
         return json_response({"ok": True, **card}, status=201)
@@ -199,7 +190,3 @@ def _limit(raw: str | None) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= PAGE_LIMIT:
         raise BadRequest(f"'limit' must be an integer from 1 to {PAGE_LIMIT}")
     return int(raw)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -357,3 +357,12 @@ def test_a_csv_with_bad_rows_imports_nothing_and_export_lists_everyone(
     assert set(table[0]) >= {"screen_status", "screen_score", "takehome_status"}
     as_json = server.api("GET", "/api/pipelines/backend-engineer/export?format=json").json()
     assert len(as_json["candidates"]) == 2
+
+
+def test_a_body_that_is_not_json_is_a_clear_400(server: ServerProcess) -> None:
+    assert server.api("POST", "/api/assessments", {"files": fixture_files()}).status_code == 201
+    headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+    for path in ("/api/assessments", "/api/pipelines/backend-engineer/candidates"):
+        response = httpx.post(f"{server.url}{path}", content=b"{not json", headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["detail"] == "the request body must be JSON"
