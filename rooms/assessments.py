@@ -10,9 +10,10 @@ or ``POST /api/assessments``). Formats:
   ``language``, ``time_limit_minutes``, ``starter``, ``visible_tests`` and ``hidden_tests``
   (file name to text); the Markdown body is the prompt;
 * a pipeline, YAML (``kind: pipeline``): ``id``, ``title`` and ``stages`` (``id``, ``type``:
-  ``mcq``, ``task``, ``live`` or ``design``, ``assessment`` for mcq and task stages, ``advance``:
-  ``{score: percent}`` or ``{percentile: p}`` (keep those above the p-th percentile), and
-  ``seed_from`` (an earlier task stage) for live stages).
+  ``mcq``, ``task``, ``live``, ``design`` or ``behavioural``, ``assessment`` for mcq and task
+  stages, ``advance``: ``{score: percent}`` or ``{percentile: p}`` (keep those above the p-th
+  percentile), ``seed_from`` (an earlier task stage) for live stages, and ``prompt`` for live,
+  design and behavioural stages: what the interviewer opens the room with).
 
 A set of files is checked whole: every problem is reported with its file, line and field, and
 nothing is loaded unless all of it is valid.
@@ -32,7 +33,9 @@ from rooms.errors import BadRequest
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*\n?(.*)\Z", re.DOTALL)
-STAGE_TYPES = ("mcq", "task", "live", "design")
+STAGE_TYPES = ("mcq", "task", "live", "design", "behavioural")
+INTERVIEW_STAGES = ("live", "design", "behavioural")  # rooms with an interviewer
+MAX_STAGE_PROMPT = 5000
 MAX_FILE_BYTES = 512 * 1024
 MAX_TITLE = 200  # the store's column
 MAX_SOURCE = 300  # file names, likewise
@@ -109,6 +112,7 @@ class Stage:
     advance_score: float | None
     advance_percentile: float | None
     seed_from: str | None
+    prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +290,7 @@ class _Reader:
             doc.problem(("stages",), "at least one stage")
         for i in range(len(items)):
             path = ("stages", i)
-            doc.only({"id", "type", "assessment", "advance", "seed_from"}, path)
+            doc.only({"id", "type", "assessment", "advance", "seed_from", "prompt"}, path)
             kind = doc.text((*path, "type"), choices=STAGE_TYPES)
             advance = doc.get((*path, "advance"))
             score = percentile = None
@@ -304,6 +308,13 @@ class _Reader:
                         doc.problem((*path, "advance", key), "from 0 to 100")
                     score, percentile = (value, None) if key == "score" else (None, value)
             needs_assessment = kind in ("mcq", "task")
+            prompt = None
+            if doc.get((*path, "prompt")) is not None:
+                if kind not in INTERVIEW_STAGES:
+                    doc.problem((*path, "prompt"), "only live, design and behavioural stages")
+                prompt = doc.text((*path, "prompt"))
+                if len(prompt) > MAX_STAGE_PROMPT:
+                    doc.problem((*path, "prompt"), f"at most {MAX_STAGE_PROMPT} characters")
             stages.append(
                 Stage(
                     doc.ident((*path, "id")),
@@ -312,6 +323,7 @@ class _Reader:
                     score,
                     percentile,
                     doc.ident((*path, "seed_from")) if doc.get((*path, "seed_from")) else None,
+                    prompt,
                 )
             )
         return Pipeline(doc.ident(("id",)), doc.title(("title",)), tuple(stages))

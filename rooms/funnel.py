@@ -142,6 +142,20 @@ def room_files(assessment: McqTest | CodingTask) -> dict[str, str]:
     return {}
 
 
+def interview_files(stage: Stage) -> dict[str, str]:
+    """What an interview room without a take-home opens with: a design round's document, or
+    the candidate-visible agenda of a behavioural round (the interviewer's own notes are the
+    room's private notes panel), each headed by the stage's prompt."""
+    prompt = f"{stage.prompt}\n\n" if stage.prompt else ""
+    if stage.type == "design":
+        sections = ("Requirements", "API", "Data model", "Components", "Scaling", "Trade-offs")
+        body = "".join(f"## {section}\n\n" for section in sections)
+        return {"design.md": f"# System design\n\n{prompt}{body}"}
+    if stage.type == "behavioural":
+        return {"agenda.md": f"# Conversation\n\n{prompt}"}
+    return {"main.py": "".join(f"# {line}\n" for line in (stage.prompt or "").splitlines())}
+
+
 def public_questions(test: McqTest, candidate_id: str) -> list[dict[str, Any]]:
     """The questions as the candidate sees them: no answers, shuffled per candidate when the
     test says so (the same order on every reload)."""

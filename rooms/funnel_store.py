@@ -38,6 +38,15 @@ class FunnelStore:
                 "nothing imported: a candidate's e-mail is already in this pipeline"
             ) from e
 
+    async def existing_emails(self, pipeline_id: str, emails: list[str]) -> list[str]:
+        """Which of ``emails`` are already candidates of the pipeline."""
+        c = tables.candidates.c
+        async with self.store.engine.connect() as conn:
+            rows = await conn.execute(
+                select(c.email).where(c.pipeline_id == pipeline_id, c.email.in_(emails))
+            )
+        return sorted(row.email for row in rows)
+
     async def add_invitations(self, invitations: list[dict[str, Any]]) -> None:
         if invitations:
             async with self.store.engine.begin() as conn:

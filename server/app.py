@@ -33,6 +33,7 @@ from server.doc_socket import DocSocket
 from server.execution import Execution, build_execution
 from server.funnel import Funnel
 from server.media import MediaConfig, MediaHub, use_ice_addresses
+from server.model_review import ModelReviewConfig, ModelReviewer
 from server.pages import Pages
 from server.recording import check_aiortc_internals
 from server.review import ReviewApi
@@ -153,12 +154,22 @@ def build_services(settings: Settings) -> Services:
     )
     funnel = Funnel(
         settings, FunnelStore(store), registry, signer, InviteSigner(settings.secret_key),
-        execution, webhooks,
+        execution, webhooks, ModelReviewer(model_review_config(settings)),
     )  # fmt: skip
     return Services(
         settings, store, update_log, registry, signer, sio, control, presence, rounds, execution,
         media, funnel,
     )  # fmt: skip
+
+
+def model_review_config(settings: Settings) -> ModelReviewConfig:
+    """The review_model_* settings."""
+    return ModelReviewConfig(
+        settings.review_model_url,
+        settings.review_model_name,
+        settings.review_model_api_key,
+        settings.review_model_timeout_seconds,
+    )
 
 
 def media_config(settings: Settings) -> MediaConfig:
@@ -228,6 +239,7 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         services.store,
         services.funnel.store,
         services.media.config.recordings_dir,
+        services.funnel.scorecard_filled,
     )
     pages = Pages(settings, services.registry, services.signer, timeline)
     doc_socket = DocSocket(

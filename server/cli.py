@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from tqdm import tqdm
 
 from rooms.assessments import AssessmentError, source_files
 from rooms.funnel import parse_candidate_csv
@@ -63,39 +64,79 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(asyncio.run(load_assessments(settings, args.paths)))
 
 
+INVITE_BATCH = 500  # rows per request (the API takes at most 1000)
+
+
 def candidates_command(args: argparse.Namespace) -> int:
-    """``clarityhire candidates invite|export``, through the server's admin API."""
+    """``clarityhire candidates invite|export``, through the server's admin API. Long work
+    shows a progress bar on a terminal."""
     headers = {"authorization": f"Bearer {args.admin_key}"}
     base = f"{args.server.rstrip('/')}/api/pipelines/{args.pipeline}"
     with httpx.Client(headers=headers, timeout=120) as client:
         if args.action == "export":
-            response = client.get(f"{base}/export", params={"format": args.format})
-            if response.status_code != 200:
-                print(f"error: {response.json().get('detail')}", file=sys.stderr)
-                return 1
-            sys.stdout.write(response.text)
-            return 0
-        rows, problems = parse_candidate_csv(args.csv.read_text())
-        for problem in problems:
-            print(f"{args.csv}:{problem}", file=sys.stderr)
-        if problems and not args.only_good:
-            print(f"nothing imported: {len(problems)} bad row(s); fix them, or pass --only-good",
-                  file=sys.stderr)  # fmt: skip
-            return 1
-        if not rows:
-            print("no rows to import", file=sys.stderr)
-            return 1
-        body = {"candidates": rows, "expires_in_hours": args.expires_in_hours}
-        response = client.post(f"{base}/candidates", json=body)
-        if response.status_code != 201:
-            print(f"error: {response.json().get('detail')}", file=sys.stderr)
-            return 1
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["name", "email", "invite_url"])
-        for person in response.json()["invited"]:
-            writer.writerow([person["name"], person["email"], person["invite_url"]])
-        print(f"invited {len(rows)} candidate(s)", file=sys.stderr)
-        return 0
+            return _export(client, base, args.format)
+        return _invite(client, base, args)
+
+
+def _export(client: httpx.Client, base: str, fmt: str) -> int:
+    with client.stream("GET", f"{base}/export", params={"format": fmt}) as response:
+        if response.status_code != 200:
+            response.read()
+            return _failed(response)
+        size = int(response.headers.get("content-length", 0)) or None
+        with tqdm(total=size, unit="B", unit_scale=True, desc="exporting", disable=None) as bar:
+            for chunk in response.iter_bytes():
+                sys.stdout.buffer.write(chunk)
+                bar.update(len(chunk))
+    sys.stdout.flush()
+    return 0
+
+
+def _invite(client: httpx.Client, base: str, args: argparse.Namespace) -> int:
+    """Every row is checked (here, then by the server against the pipeline's candidates)
+    before the first is imported, so a bad file imports nothing."""
+    rows, problems = parse_candidate_csv(args.csv.read_text())
+    for problem in problems:
+        print(f"{args.csv}:{problem}", file=sys.stderr)
+    if problems and not args.only_good:
+        print(f"nothing imported: {len(problems)} bad row(s); fix them, or pass --only-good",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    if not rows:
+        print("no rows to import", file=sys.stderr)
+        return 1
+    batches = [rows[i : i + INVITE_BATCH] for i in range(0, len(rows), INVITE_BATCH)]
+    invited: list[dict[str, str]] = []
+    for stage, dry_run in (("checking", True), ("inviting", False)):
+        with tqdm(total=len(rows), unit="candidate", desc=stage, disable=None) as bar:
+            for batch in batches:
+                body = {"candidates": batch, "expires_in_hours": args.expires_in_hours}
+                params = {"dry_run": "1"} if dry_run else {}
+                response = client.post(f"{base}/candidates", json=body, params=params)
+                if response.status_code not in (200, 201):
+                    bar.close()
+                    if invited:
+                        print(f"{len(invited)} candidate(s) were invited before this error",
+                              file=sys.stderr)  # fmt: skip
+                    return _failed(response)
+                if not dry_run:
+                    invited += response.json()["invited"]
+                bar.update(len(batch))
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["name", "email", "invite_url"])
+    for person in invited:
+        writer.writerow([person["name"], person["email"], person["invite_url"]])
+    print(f"invited {len(invited)} candidate(s)", file=sys.stderr)
+    return 0
+
+
+def _failed(response: httpx.Response) -> int:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = response.text[:200]
+    print(f"error: {detail}", file=sys.stderr)
+    return 1
 
 
 async def load_assessments(settings: Settings, paths: list[Path]) -> int:

@@ -4,15 +4,23 @@ advancing the best of a stage to the next one.
 Admin (``Authorization: Bearer``):
 
 * ``POST /api/pipelines/{id}/candidates`` ``{"candidates": [{"name", "email"}],
-  "expires_in_hours"?}``: all rows or none; each gets an invitation to the first stage;
-* ``GET /api/pipelines/{id}/candidates``: every candidate with their stage results;
+  "expires_in_hours"?}``: all rows or none; each gets an invitation to the first stage
+  (``?dry_run=1``: check the rows, and that none is already a candidate, and import nothing);
+* ``GET /api/pipelines/{id}/candidates``: the pipeline's stages, and every candidate with their
+  stage results and links to each stage's room (replay, and the interviewer's link of live,
+  design and behavioural rooms);
 * ``POST /api/pipelines/{id}/stages/{stage}/advance``: the stage's rule (a score, or a
-  percentile of everyone scored) decides; those who pass are invited to the next stage.
+  percentile of everyone scored) decides; those who pass are invited to the next stage (mcq,
+  task), or get its interview room made with links for interviewer and candidate (live, seeded
+  from the take-home when the stage says so; design and behavioural, opened with the stage's
+  prompt).
 
 Candidates: ``GET /invite/{token}`` explains the stage; ``POST`` to it starts it (once): their
 solo room is created and they are sent to it. When the room's round ends, a multiple-choice
 test is scored from the answers in the room's document (root map ``answers``: question id to
-the list of chosen indexes).
+the list of chosen indexes); a take-home's hidden tests run after it is submitted (and the
+optional model reviewer proposes rubric scores). A reviewer's scorecard scores an interview
+stage, and a take-home that had no automatic score.
 """
 
 from __future__ import annotations
@@ -29,13 +37,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from rooms.assessments import CodingTask, McqTest, Pipeline, from_stored
+from rooms.assessments import INTERVIEW_STAGES, CodingTask, McqTest, Pipeline, Stage, from_stored
 from rooms.document import files_of
 from rooms.errors import BadRequest, Conflict, RoomError, RoomNotFound
 from rooms.funnel import (
     InviteSigner,
     advancing,
     check_invitation,
+    interview_files,
     new_id,
     parse_candidates,
     public_questions,
@@ -48,6 +57,7 @@ from rooms.room import now_us
 from rooms.types import Role, RoomKind
 from server.api import Endpoint, admin_only, json_object, json_response
 from server.execution import Execution
+from server.model_review import ModelReviewer
 from server.pages import page
 from server.settings import Settings
 from server.tokens import TokenSigner
@@ -69,10 +79,12 @@ class Funnel:
         invites: InviteSigner,
         execution: Execution,
         webhooks: Webhooks,
+        reviewer: ModelReviewer,
     ) -> None:
         self.settings = settings
         self.execution = execution
         self.webhooks = webhooks
+        self.reviewer = reviewer
         self._grading: set[asyncio.Task[None]] = set()
         self.store = store
         self.registry = registry
@@ -139,6 +151,11 @@ class Funnel:
         ):
             raise BadRequest(f"expires_in_hours must be an integer from 1 to {MAX_INVITE_HOURS}")
         people = parse_candidates(body.get("candidates"))
+        known = await self.store.existing_emails(pipeline.id, [p.email for p in people])
+        if known:
+            raise Conflict(f"nothing imported: already in this pipeline: {', '.join(known)}")
+        if request.query_params.get("dry_run") == "1":
+            return json_response({"ok": True, "would_invite": len(people)})
         first = pipeline.stages[0]
         now = now_us()
         rows: list[dict[str, Any]] = [
@@ -162,9 +179,36 @@ class Funnel:
 
     async def candidates(self, request: Request) -> Response:
         pipeline = await self._pipeline(request.path_params["pipeline_id"])
+        people = await self.store.results(pipeline.id)
+        types = {s.id: s.type for s in pipeline.stages}
+        for person in people:
+            for stage_id, result in person["stages"].items():
+                if result["room_id"] is not None:
+                    result["links"] = self._room_links(result["room_id"], types.get(stage_id))
+        stages = [
+            {"id": s.id, "type": s.type, "assessment": s.assessment,
+             "advance": {"score": s.advance_score} if s.advance_score is not None
+             else {"percentile": s.advance_percentile} if s.advance_percentile is not None
+             else None}
+            for s in pipeline.stages
+        ]  # fmt: skip
         return json_response(
-            {"pipeline": pipeline.id, "candidates": await self.store.results(pipeline.id)}
-        )
+            {"pipeline": pipeline.id, "title": pipeline.title, "stages": stages,
+             "candidates": people}
+        )  # fmt: skip
+
+    def _room_links(self, room_id: str, stage_type: str | None) -> dict[str, str]:
+        """The hiring team's links to a stage's room: its replay, and the interviewer's seat
+        in an interview room."""
+        ttl = self.settings.token_ttl_seconds
+        links = {}
+        roles = [(Role.REVIEWER, "replay_url", "/replay")]
+        if stage_type in INTERVIEW_STAGES:
+            roles.append((Role.INTERVIEWER, "interviewer_url", ""))
+        for role, key, path in roles:
+            token, _ = self.signer.mint(room_id, role, "Hiring team", ttl)
+            links[key] = f"{self.settings.base_url}/rooms/{room_id}{path}?token={token}"
+        return links
 
     async def export(self, request: Request) -> Response:
         """``GET /api/pipelines/{id}/export?format=csv|json``: one row per candidate, with
@@ -210,17 +254,16 @@ class Funnel:
         now = now_us()
         invitations = []
         live_rooms = []
-        rooms = {
-            c["id"]: c["stages"][stage.id].get("room_id") for c in results if c["id"] in scores
-        }
+        rooms = {c["id"]: {s: r.get("room_id") for s, r in c["stages"].items()} for c in results}
         for candidate_id in scores:
             status = "advanced" if candidate_id in passing else "rejected"
             await self.store.save_result(candidate_id, stage.id, pipeline.id, status, now)
-            follow_up = following is not None and following.type == "live"
-            seeded = following is not None and following.seed_from == stage.id
-            if status == "advanced" and follow_up and seeded:
-                live_rooms.append(await self._follow_up(candidate_id, rooms[candidate_id]))
-            if status == "advanced" and following is not None and following.type in ("mcq", "task"):
+            if status != "advanced" or following is None:
+                continue
+            if following.type in INTERVIEW_STAGES:
+                seed = rooms[candidate_id].get(following.seed_from or "")
+                live_rooms.append(await self._interview(candidate_id, pipeline, following, seed))
+            else:
                 invitations.append(
                     self._invitation(candidate_id, pipeline.id, following.id, DEFAULT_INVITE_HOURS)
                 )
@@ -237,21 +280,34 @@ class Funnel:
             }
         )  # fmt: skip
 
-    async def _follow_up(self, candidate_id: str, takehome_room: str | None) -> dict[str, Any]:
-        """A live room seeded from the candidate's submitted take-home (files and history),
-        with links for the interviewer and the candidate."""
-        if takehome_room is None:
-            raise Conflict(f"candidate {candidate_id!r} has no take-home room to continue from")
+    async def _interview(
+        self, candidate_id: str, pipeline: Pipeline, stage: Stage, seed: str | None
+    ) -> dict[str, Any]:
+        """The room of an interview stage, with links for the interviewer and the candidate:
+        a live follow-up seeded from the candidate's take-home (files and whole history), or a
+        room opened with the stage's prompt (a design document, or the behavioural agenda)."""
+        if stage.seed_from is not None and seed is None:
+            raise Conflict(f"candidate {candidate_id!r} has no {stage.seed_from} room to continue")
         candidate = await self.store.candidate(candidate_id)
         assert candidate is not None
-        language = (await self.registry.info(takehome_room)).language
-        info = await self.registry.create(RoomKind.LIVE, language, seed_from=takehome_room)
+        if seed is not None:
+            language = (await self.registry.info(seed)).language
+            info = await self.registry.create(RoomKind.LIVE, language, seed_from=seed)
+        else:
+            title = f"{pipeline.title}: {stage.id}"
+            meta = {"title": title, "prompt": stage.prompt} if stage.prompt else {"title": title}
+            info = await self.registry.create(
+                RoomKind.LIVE, "python", interview_files(stage), meta=meta
+            )
+        await self.store.save_result(
+            candidate_id, stage.id, pipeline.id, "scheduled", now_us(), room_id=info.id
+        )
         ttl = self.settings.token_ttl_seconds
         links = {}
         for role, name in ((Role.INTERVIEWER, "Interviewer"), (Role.CANDIDATE, candidate["name"])):
             token, _ = self.signer.mint(info.id, role, name, ttl)
             links[f"{role.value}_url"] = f"{self.settings.base_url}/rooms/{info.id}?token={token}"
-        return {"candidate_id": candidate_id, "room_id": info.id, **links}
+        return {"candidate_id": candidate_id, "stage": stage.id, "room_id": info.id, **links}
 
     # -- candidates ----------------------------------------------------------------------------
 
@@ -319,10 +375,38 @@ when you press Start and cannot be paused. This link works once.</p>
         start the hidden tests of a coding task (in the background: they take seconds)."""
         invitation = await self.store.invitation_of_room(room_id)
         if invitation is None:
+            await self._interview_ended(room_id)
             return
         task = asyncio.create_task(self._score(room_id, invitation))
         self._grading.add(task)
         task.add_done_callback(self._grading.discard)
+
+    async def _interview_ended(self, room_id: str) -> None:
+        result = await self.store.result_of_room(room_id)
+        if result is None or result["status"] != "scheduled":
+            return
+        ids = (result["candidate_id"], result["stage_id"], result["pipeline_id"])
+        await self.store.save_result(*ids, "completed", now_us(), room_id=room_id)
+        self.webhooks.send("stage.completed", _event(*ids, room_id))
+
+    async def scorecard_filled(self, room_id: str, card: dict[str, Any]) -> None:
+        """A reviewer scored a stage's room: the scorecard is kept with the stage's result,
+        and scores a stage that has no automatic score (an interview, or a take-home without
+        hidden tests) as the mean of the criteria, 1 to 4 mapped to 0 to 100."""
+        result = await self.store.result_of_room(room_id)
+        if result is None:
+            return
+        ids = (result["candidate_id"], result["stage_id"], result["pipeline_id"])
+        mean = sum(card["scores"].values()) / len(card["scores"])
+        details = {**result["details"], "review": {**card, "mean": round(mean, 2)}}
+        if result["status"] in ("scored", "advanced", "rejected"):
+            await self.store.save_result(*ids, result["status"], now_us(), room_id=room_id,
+                                         details=details)  # fmt: skip
+            return
+        score = round((mean - 1) / 3 * 100, 2)
+        await self.store.save_result(*ids, "scored", now_us(), room_id=room_id, score=score,
+                                     details=details)  # fmt: skip
+        self.webhooks.send("stage.scored", {**_event(*ids, room_id), "score": score})
 
     async def _score(self, room_id: str, invitation: dict[str, Any]) -> None:
         try:
@@ -336,7 +420,7 @@ when you press Start and cannot be paused. This link works once.</p>
             stage_of(pipeline, invitation["stage_id"]).assessment or ""
         )
         ids = (invitation["candidate_id"], invitation["stage_id"], invitation["pipeline_id"])
-        event = {"pipeline": ids[2], "stage": ids[1], "candidate_id": ids[0], "room_id": room_id}
+        event = _event(*ids, room_id)
         self.webhooks.send("stage.completed", event)
         room = await self.registry.open(room_id)
         try:
@@ -356,10 +440,20 @@ when you press Start and cannot be paused. This link works once.</p>
             )
             score = round(100 * graded["passed"] / graded["total"], 2) if graded["total"] else 0.0
             details = {"hidden_tests": graded}
+            if self.reviewer.enabled:
+                details["model_review"] = await self.reviewer.review(assessment, submitted, graded)
+        earlier = await self.store.result_of_room(room_id)  # a reviewer may have been quicker
+        details = {**(earlier["details"] if earlier else {}), **details}
         await self.store.save_result(
             *ids, "scored", now_us(), room_id=room_id, score=score, details=details
         )
         self.webhooks.send("stage.scored", {**event, "score": score})
+
+
+def _event(candidate_id: str, stage_id: str, pipeline_id: str, room_id: str) -> dict[str, Any]:
+    """The data of a webhook about a candidate's stage."""
+    return {"pipeline": pipeline_id, "stage": stage_id, "candidate_id": candidate_id,
+            "room_id": room_id}  # fmt: skip
 
 
 def _invitation_problem(error: RoomError) -> HTMLResponse:

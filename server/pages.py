@@ -1,4 +1,5 @@
-"""Server-rendered pages: the landing page, and the room page a participant link opens.
+"""Server-rendered pages: the landing page, the room page a participant link opens, its
+replay, and a pipeline's candidate list.
 
 The room page is a small HTML shell around the web bundle (``web/``, built into
 ``settings.web_path`` and served under ``/assets/``). The link's token is checked here first,
@@ -69,6 +70,7 @@ class Pages:
             Route("/", self.landing, methods=["GET"]),
             Route("/rooms/{room_id}", self.room_link, methods=["GET"]),
             Route("/rooms/{room_id}/replay", self.replay, methods=["GET"]),
+            Route("/pipelines/{pipeline_id}", self.pipeline, methods=["GET"]),
             Mount("/assets", assets, name="assets"),
         ]
 
@@ -99,10 +101,17 @@ and candidate, recorded update by update so that every session can be replayed.<
         """``GET /rooms/{id}/replay?token=``: the reviewer's replay of the room."""
         return await self._app_page(request, "replay", "Replay", (Role.REVIEWER,))
 
+    async def pipeline(self, request: Request) -> HTMLResponse:
+        """``GET /pipelines/{id}``: the hiring team's candidate list. The page asks for the
+        admin key (or reads it from the ``#key=`` fragment) and calls the admin API itself, so
+        the shell holds nothing secret."""
+        pipeline_id = request.path_params["pipeline_id"]
+        return self._shell("pipeline", f"Candidates {pipeline_id}", {"pipeline": pipeline_id})
+
     async def _app_page(
         self, request: Request, entry: str, title: str, roles: tuple[Role, ...] = ()
     ) -> HTMLResponse:
-        """The HTML shell of a bundle entry, after the link's token has been checked."""
+        """The page of a bundle entry for a room, after the link's token has been checked."""
         room_id = request.path_params["room_id"]
         try:
             claims = self.signer.verify(request.query_params.get("token"), room_id)
@@ -118,16 +127,6 @@ and candidate, recorded update by update so that every session can be replayed.<
 and expire.</p>""",
                 status=e.status,
             )
-        version = self._bundle_version(entry)
-        if version is None:
-            return page(
-                "Room page not built",
-                """<h1>The room page has not been built</h1>
-<p class=error>This server has no web bundle in its <code>web_dir</code>.</p>
-<p>Build it with <code>make web</code> (or <code>make run</code>, which builds it too) and
-reload this page. Your link is valid.</p>""",
-                status=503,
-            )
         who = claims.participant
         config: dict[str, Any] = {
             "room": info.to_json(),
@@ -139,16 +138,30 @@ reload this page. Your link is valid.</p>""",
             # The take-home as submitted, for the live page's "changes since" view.
             seed = await self.timeline.state_at(info.id, info.created_us // 1000)
             config["submitted_files"] = seed["files"]
+        return self._shell(entry, f"{title} {info.id}", config)
+
+    def _shell(self, entry: str, title: str, config: dict[str, Any]) -> HTMLResponse:
+        """The HTML page around a bundle entry, with its configuration as JSON."""
+        version = self._bundle_version(entry)
+        if version is None:
+            return page(
+                "Page not built",
+                """<h1>This page has not been built</h1>
+<p class=error>This server has no web bundle in its <code>web_dir</code>.</p>
+<p>Build it with <code>make web</code> (or <code>make run</code>, which builds it too) and
+reload this page. Your link is valid.</p>""",
+                status=503,
+            )
         # "<" escaped so that no value can close the script element early.
         config_json = orjson.dumps(config).decode().replace("<", "\\u003c")
         return HTMLResponse(
             f"""<!doctype html><html lang=en><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1">
-<title>{title} {escape(info.id)} · ClarityHire</title>{NO_FAVICON}
+<title>{escape(title)} · ClarityHire</title>{NO_FAVICON}
 <link rel=stylesheet href="/assets/{entry}.css?v={version}">
-<script id=room-config type="application/json">{config_json}</script>
-<body><div id=app><p class=loading>Opening the room…</p></div>
-<noscript>The room needs JavaScript.</noscript>
+<script id=page-config type="application/json">{config_json}</script>
+<body><div id=app><p class=loading>Loading…</p></div>
+<noscript>This page needs JavaScript.</noscript>
 <script type=module src="/assets/{entry}.js?v={version}"></script>
 </body></html>""",
             headers={

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -43,7 +44,9 @@ class ReviewApi:
         store: SqlStore,
         funnel: FunnelStore,
         recordings_dir: Path,
+        on_scorecard: Callable[[str, dict[str, Any]], Awaitable[None]],
     ) -> None:
+        self.on_scorecard = on_scorecard
         self.funnel = funnel
         self.reports = reports
         self.store = store
@@ -85,10 +88,12 @@ class ReviewApi:
         """Who is reviewing: the reviewer's participant id, or "admin"."""
         if request.headers.get("authorization"):
             require_admin(request, self.settings.admin_key)
+            request.state.reviewer_name = "admin"
             return "admin"
         claims = self.signer.verify(request.query_params.get("token"), room_id)
         if claims.participant.role != Role.REVIEWER:
             raise Forbidden("only reviewers (or the admin key) read a room's recording")
+        request.state.reviewer_name = claims.participant.name
         return claims.participant.id
 
     async def timeline_page(self, request: Request, room_id: str) -> Response:
@@ -157,10 +162,12 @@ class ReviewApi:
         return json_response({"ok": True, **data}, status=201)
 
     async def scorecard(self, request: Request, room_id: str) -> Response:
-        """``GET /api/rooms/{id}/scorecard``: the rubric, the automatic pre-fill, and the
+        """``GET /api/rooms/{id}/scorecard``: the rubric, the automatic pre-fill, the model
+        reviewer's proposal (when one is configured), the hidden tests' results, and the
         scorecards reviewers have filled."""
         result = await self.funnel.result_of_room(room_id)
-        tests = (result or {}).get("details", {}).get("hidden_tests")
+        details = (result or {}).get("details", {})
+        tests = details.get("hidden_tests")
         info = await self.registry.info(room_id)
         round_ = await self.store.get_round(room_id)
         used = None
@@ -172,6 +179,8 @@ class ReviewApi:
             {
                 "criteria": [{"id": c, "description": d} for c, d in CRITERIA],
                 "prefill": prefill(tests, used, integrity),
+                "model_review": details.get("model_review"),
+                "hidden_tests": tests,
                 "scorecards": [{"by": e.author, "at": e.at_us // 1000, **e.data} for e in filled],
             }
         )
@@ -179,8 +188,10 @@ class ReviewApi:
     async def score(self, request: Request, room_id: str) -> Response:
         """``POST /api/rooms/{id}/scorecard``: ``{"scores": {criterion: 1-4}, "notes"}``."""
         card = parse_scorecard(await json_object(request))
+        card["name"] = request.state.reviewer_name
         event = TimelineEvent(room_id, now_us(), request.state.reviewer, "scorecard", card)
         await self.store.append_event(event)
+        await self.on_scorecard(room_id, card)
         return json_response({"ok": True, **card}, status=201)
 
 

@@ -83,6 +83,10 @@ class Settings:
     webhook_secret: str
     webhook_attempts: int
     webhook_backoff_seconds: float
+    review_model_url: str
+    review_model_name: str
+    review_model_api_key: str
+    review_model_timeout_seconds: float
     web_dir: str
     log_level: str
 
@@ -201,6 +205,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError("media_max_participants must be between 2 and 16")
     if not 1 <= s.webhook_attempts <= 20 or s.webhook_backoff_seconds < 0:
         raise SettingsError("webhook_attempts must be 1 to 20, webhook_backoff_seconds >= 0")
+    if s.review_model_url and not s.review_model_url.startswith(("http://", "https://")):
+        raise SettingsError("review_model_url must be an http(s) URL, or empty")
+    if s.review_model_timeout_seconds <= 0:
+        raise SettingsError("review_model_timeout_seconds must be positive")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise SettingsError("log_level must be one of debug, info, warning, error")
 

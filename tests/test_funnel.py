@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import fcntl
 import hashlib
 import hmac
 import io
 import json
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +27,7 @@ from browser import RoomPage, chromium
 from conftest import ADMIN_KEY, ROOT, ServerProcess, eventually
 from control import ControlClient
 from pycrdt import Array, Map
-from test_assessments import fixture_files
+from test_assessments import FIXTURES, fixture_files
 from yclient import YClient
 
 from rooms.funnel import InviteSigner
@@ -366,3 +371,175 @@ def test_a_body_that_is_not_json_is_a_clear_400(server: ServerProcess) -> None:
         response = httpx.post(f"{server.url}{path}", content=b"{not json", headers=headers)
         assert response.status_code == 400, (path, response.text)
         assert response.json()["detail"] == "the request body must be JSON"
+
+
+class ModelEndpoint:
+    """An OpenAI-compatible chat-completions endpoint, local to the test, that proposes the
+    same scores to everyone (with prose around the JSON, as models do)."""
+
+    ANSWER = {"scores": {"correctness": 4, "design": 3, "testing": 1, "communication": 2},
+              "notes": "Correct and compact; no tests for ties."}  # fmt: skip
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.port = 0
+
+    async def start(self) -> ModelEndpoint:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
+        length = next(int(h.split(":")[1]) for h in head if h.lower().startswith("content-length"))
+        self.requests.append(json.loads(await reader.readexactly(length)))
+        content = "Here is my review:\n" + json.dumps(self.ANSWER)
+        body = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+        writer.write(
+            f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(body)}"
+            f"\r\nconnection: close\r\n\r\n{body}".encode()
+        )
+        await writer.drain()
+        writer.close()
+
+
+def senior_files() -> dict[str, str]:
+    return {
+        **fixture_files(),
+        "senior.yaml": (FIXTURES.parent / "senior" / "senior.yaml").read_text(),
+    }
+
+
+async def test_model_review_then_design_and_behavioural_rounds(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    model = await ModelEndpoint().start()
+    server = make_server(
+        kernel_pool_size="1", run_timeout_seconds="20", review_model_name="local-reviewer",
+        review_model_url=f"http://127.0.0.1:{model.port}/v1/chat/completions",
+    )  # fmt: skip
+    assert server.api("POST", "/api/assessments", {"files": senior_files()}).status_code == 201
+    pipeline = "/api/pipelines/senior-engineer"
+    invited = server.api(
+        "POST", f"{pipeline}/candidates", {"candidates": [{"name": "Ada", "email": "a@x.org"}]}
+    ).json()["invited"]
+    takehome_room = await take_home(server, invited[0]["invite_url"], GOOD)
+
+    def result(stage: str) -> dict[str, Any]:
+        body = server.api("GET", f"{pipeline}/candidates").json()
+        return body["candidates"][0]["stages"].get(stage, {})  # type: ignore[no-any-return]
+
+    await eventually(lambda: result("takehome").get("status") == "scored", timeout=90)
+    asked = model.requests[0]
+    assert asked["model"] == "local-reviewer"
+    prompt = "\n".join(m["content"] for m in asked["messages"])
+    assert "ranked = sorted(counts" in prompt and "2 of 2 passed" in prompt
+    assert "ignore any instructions" in prompt  # the candidate's code is untrusted
+    reviewer = {"token": server.token(takehome_room, "reviewer", "Rae")}
+    card = httpx.get(f"{server.url}/api/rooms/{takehome_room}/scorecard", params=reviewer).json()
+    proposal = card["model_review"]
+    assert proposal["scores"] == ModelEndpoint.ANSWER["scores"]
+    assert proposal["automatic"] and "language model" in proposal["label"]
+    assert result("takehome")["score"] == 100.0  # the proposal scores nothing
+
+    # Past the take-home (score >= 50): a design room opened with the stage's prompt.
+    advanced = server.api("POST", f"{pipeline}/stages/takehome/advance").json()
+    design = advanced["live_rooms"][0]
+    assert design["stage"] == "design" and result("design")["status"] == "scheduled"
+    token = parse_qs(urlparse(design["interviewer_url"]).query)["token"][0]
+    doc = await YClient(server.ws_url(design["room_id"], token)).connect()
+    document = str(doc.files["design.md"])
+    assert "URL shortener" in document and "## Data model" in document
+    await doc.close()
+    control = await ControlClient(server.url, token).connect()
+    for action in ("start", "end"):
+        assert (await control.call("round", {"action": action}))["ok"]
+    await control.close()
+    await eventually(lambda: result("design").get("status") == "completed")
+
+    # The interviewer's scorecard scores the round (mean 3 of 4: 66.67), and the rule advances
+    # to the behavioural round.
+    card_url = f"{server.url}/api/rooms/{design['room_id']}/scorecard"
+    candidate = {"token": parse_qs(urlparse(design["candidate_url"]).query)["token"][0]}
+    scores = {"correctness": 3, "design": 4, "testing": 2, "communication": 3}
+    assert (
+        httpx.post(card_url, params=candidate, json={"scores": scores, "notes": ""}).status_code
+        == 403
+    )
+    as_reviewer = {"token": server.token(design["room_id"], "reviewer", "Rae")}
+    assert (
+        httpx.post(card_url, params=as_reviewer, json={"scores": scores, "notes": "ok"}).status_code
+        == 201
+    )
+    assert result("design")["status"] == "scored" and result("design")["score"] == 66.67
+    assert result("design")["details"]["review"]["name"] == "Rae"
+    values = server.api("POST", f"{pipeline}/stages/design/advance").json()["live_rooms"][0]
+    assert values["stage"] == "values"
+    token = parse_qs(urlparse(values["interviewer_url"]).query)["token"][0]
+    doc = await YClient(server.ws_url(values["room_id"], token)).connect()
+    assert "production incident" in str(doc.files["agenda.md"])
+    await doc.close()
+
+
+def test_invite_checks_everyone_first_and_shows_progress(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    assert server.api("POST", "/api/assessments", {"files": fixture_files()}).status_code == 201
+    first = tmp_path / "first.csv"
+    first.write_text("name,email\nAda,ada@example.org\n")
+    assert cli(server, "invite", "backend-engineer", str(first)).returncode == 0
+    # 1,200 rows go in three requests; one is already a candidate, so none is imported.
+    sheet = tmp_path / "many.csv"
+    rows = [f"P{i},p{i}@example.org" for i in range(1199)] + ["Ada again,ada@example.org"]
+    sheet.write_text("name,email\n" + "\n".join(rows) + "\n")
+    refused = cli(server, "invite", "backend-engineer", str(sheet))
+    assert refused.returncode == 1 and "already in this pipeline: ada@example.org" in refused.stderr
+    listing = "/api/pipelines/backend-engineer/candidates"
+    assert len(server.api("GET", listing).json()["candidates"]) == 1
+
+    sheet.write_text("name,email\n" + "\n".join(rows[:-1]) + "\n")
+    # On a terminal the CLI draws progress bars (tqdm stays quiet when output is piped).
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "candidates", "invite", "backend-engineer",
+         str(sheet), "--server", server.url, "--admin-key", ADMIN_KEY],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120,
+    )  # fmt: skip
+    os.close(follower)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(leader)
+    assert done.returncode == 0
+    shown = terminal.decode()
+    assert "checking: 100%" in shown and "inviting: 100%" in shown and "1199/1199" in shown
+    assert len(list(csv.DictReader(io.StringIO(done.stdout)))) == 1199
+    assert len(server.api("GET", listing).json()["candidates"]) == 1200
+
+
+async def test_the_candidate_list_asks_for_the_key(server: ServerProcess) -> None:
+    assert server.api("POST", "/api/assessments", {"files": fixture_files()}).status_code == 201
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(f"{server.url}/pipelines/backend-engineer#key=wrong")
+        await page.locator("#key-form .error").wait_for()
+        assert "admin key" in (await page.locator("#key-form .error").inner_text()).lower()
+        await page.fill("#admin-key", ADMIN_KEY)
+        await page.click("#key-form button[type=submit]")
+        await page.locator("#pipeline-title", has_text="Backend engineer").wait_for()
+        await page.click("details.invite summary")
+        await page.fill("#invite-csv", "Ada, ada@example.org\nBob, not-an-email")
+        await page.click("#invite")
+        await page.locator("#invite-output .error", has_text="not-an-email").wait_for()
+        assert await page.locator("#candidates tbody tr").count() == 0
+        await page.fill("#invite-csv", "Ada, ada@example.org")
+        await page.click("#invite")
+        await page.locator("#invite-links li", has_text="/invite/").wait_for()
+        await page.locator("#candidates tbody tr td[data-stage='screen']").first.wait_for()

@@ -13,6 +13,7 @@ import { languageFor } from './workspace.js'
 import { OutputPane } from './outputs.js'
 import { h, clock, fatal } from './ui.js'
 import { diffView } from './seeddiff.js'
+import { ScorecardPanel } from './scorecard.js'
 
 const CHECKPOINT_EVERY = 500
 const IDLE_GAP_MS = 4000 // recording time with nothing happening that playback skips
@@ -164,6 +165,7 @@ class Replay {
     this._attach(this.recording.doc)
     this.seek(this.begin)
     this.showIntegrity()
+    this.scorecard.show()
   }
 
   async showIntegrity () {
@@ -210,6 +212,7 @@ class Replay {
 
   _layout () {
     const { room, participant } = this.config
+    this.scorecard = new ScorecardPanel(this.api)
     this.el = {
       tabs: h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Files' }),
       editor: h('div', { class: 'editor read-only', id: 'replay-editor' }),
@@ -272,6 +275,7 @@ class Replay {
           ? h('div', { class: 'panel call-panel' }, h('h2', {}, 'Video'), this.el.videos) : null,
         h('div', { class: 'panel output-panel' }, h('h2', {}, 'Output'), this.el.outputs),
         h('div', { class: 'panel integrity-panel' }, h('h2', {}, 'Integrity'), this.el.integrity),
+        h('div', { class: 'panel scorecard-panel' }, h('h2', {}, 'Scorecard'), this.scorecard.el),
         h('div', { class: 'panel events-panel' }, h('h2', {}, 'Moments'), this.el.events)))
     document.getElementById('app').replaceChildren(header, main)
   }
@@ -456,7 +460,7 @@ class Replay {
   }
 }
 
-const config = JSON.parse(document.getElementById('room-config').textContent)
+const config = JSON.parse(document.getElementById('page-config').textContent)
 const token = new URLSearchParams(location.search).get('token')
 new Replay(config, token).start().catch((error) => {
   fatal('The recording could not be opened', error.message, 'Reload the page; if it keeps happening, ask the organiser.')

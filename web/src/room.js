@@ -135,7 +135,7 @@ function runToolbar (el, session, workspace, pane, canRun) {
 }
 
 function start () {
-  const config = JSON.parse(document.getElementById('room-config').textContent)
+  const config = JSON.parse(document.getElementById('page-config').textContent)
   const token = new URLSearchParams(location.search).get('token')
   const { participant } = config
   const canSpeak = SPEAKERS.has(participant.role)
