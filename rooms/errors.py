@@ -89,3 +89,11 @@ class DocumentFrozen(RoomError):
 class RateLimited(RoomError):
     close_code = 4429
     status = 429
+
+
+class ClusterUnavailable(RoomError):
+    """Cluster mode without Redis: a node cannot tell the others about a newcomer's edits
+    in time, so new joins are refused until it is back (connected clients keep editing)."""
+
+    close_code = 4503
+    status = 503

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pycrdt import Doc
 
@@ -37,6 +37,15 @@ def doc_key(room_id: str, doc: DocName) -> str:
     return room_id if doc == "main" else f"{room_id}:{doc}"
 
 
+class DocFanout(Protocol):
+    """Cluster mode: how this node's documents reach the other nodes (server/cluster.py)."""
+
+    def watch(self, key: str) -> None: ...
+    def unwatch(self, key: str) -> None: ...
+    def send_awareness(self, key: str, frame: bytes) -> None: ...
+    def owns(self, room_id: str) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RoomPolicy:
     snapshots: SnapshotPolicy
@@ -51,10 +60,17 @@ class RoomRegistry:
     ``idle_evict_seconds``. Concurrent opens of one room share a single load.
     """
 
-    def __init__(self, store: Store, update_log: UpdateLog, policy: RoomPolicy) -> None:
+    def __init__(
+        self,
+        store: Store,
+        update_log: UpdateLog,
+        policy: RoomPolicy,
+        fanout: DocFanout | None = None,
+    ) -> None:
         self.store = store
         self.log = update_log
         self.policy = policy
+        self.fanout = fanout  # set in cluster mode
         self._live: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._evictions: dict[str, asyncio.Task[None]] = {}
@@ -117,8 +133,21 @@ class RoomRegistry:
             raise RoomNotFound(f"no room {room_id!r}")
         return info
 
-    async def open(self, room_id: str, doc: DocName = "main") -> Room:
-        """The live document of a room, loaded if needed; cancels a pending idle eviction."""
+    def live_room(self, key: str) -> Room | None:
+        """The loaded document under ``key`` (a room id, or ``<id>:notes``), if any."""
+        return self._live.get(key)
+
+    async def open(self, room_id: str, doc: DocName = "main", fresh: bool = False) -> Room:
+        """The live document of a room, loaded if needed; cancels a pending idle eviction.
+
+        ``fresh`` (cluster mode): first read what other nodes committed that this node has
+        not heard of yet, for a newcomer's first sync or a run of the files as they are."""
+        room = await self._open(room_id, doc)
+        if fresh and self.fanout is not None:
+            await self.catch_up(room.key)
+        return room
+
+    async def _open(self, room_id: str, doc: DocName) -> Room:
         key = doc_key(room_id, doc)
         eviction = self._evictions.get(key)
         if eviction is not None:
@@ -161,6 +190,8 @@ class RoomRegistry:
             if room is None:
                 continue
             room.deleted = True
+            if self.fanout is not None:
+                self.fanout.unwatch(key)
             for peer in room.peers:
                 with contextlib.suppress(Exception):
                     await peer.close(4404, "the room was deleted")
@@ -174,6 +205,63 @@ class RoomRegistry:
             room.take_snapshot()
         await self.log.flush()
         self._live.clear()
+
+    async def settle(self, room: Room) -> None:
+        """Commit what this node accepted for a room and, in a cluster, apply what the others
+        committed: the document then holds the log up to ``room.seq``."""
+        await self.log.flush()
+        if self.fanout is not None:
+            await self.catch_up(room.key)
+
+    # -- cluster mode ------------------------------------------------------------------------
+
+    def committed(self, entries: list[LogEntry]) -> None:
+        """The log numbered this node's entries: tell their rooms."""
+        seqs: dict[str, list[int]] = {}
+        for entry in entries:
+            seqs.setdefault(entry.room_id, []).append(entry.seq)
+        for key, numbers in seqs.items():
+            room = self._live.get(key)
+            if room is not None:
+                room.own_numbered(numbers)
+
+    async def remote_entries(self, key: str, entries: list[LogEntry]) -> None:
+        """Entries another node committed, for a document this node holds."""
+        room = self._live.get(key)
+        if room is not None and not room.deleted:
+            await room.apply_remote(entries)
+
+    async def remote_awareness(self, key: str, frame: bytes) -> None:
+        room = self._live.get(key)
+        if room is not None and not room.deleted:
+            await room.apply_remote_awareness(frame)
+
+    async def catch_up(self, key: str) -> None:
+        """Apply what the log holds after what this node's document holds."""
+        room = self._live.get(key)
+        if room is None or room.deleted:
+            return
+        entries = await self.store.updates_until(key, room.seq, None)
+        if entries:
+            await room.apply_remote(entries)
+
+    async def catch_up_all(self) -> None:
+        """Catch up every live document whose log has gone further (a poll of the heads)."""
+        heads = await self.store.heads(list(self._live))
+        for key, head in heads.items():
+            room = self._live.get(key)
+            if room is not None and head > room.seq:
+                await self.catch_up(key)
+
+    async def follow_log(self, every_s: float) -> None:
+        """Cluster mode, forever: catch up from the log every ``every_s`` (what no message
+        announced: a message lost, a node that died between commit and publish)."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.catch_up_all()
+            except Exception:
+                log.exception("catching up from the log failed")
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -199,6 +287,11 @@ class RoomRegistry:
             server_roots=SERVER_ROOTS if key == room_id else (),
         )
         room.frozen = (await self.store.get_round(room_id)).state == RoundState.ENDED
+        if self.fanout is not None:
+            room.clustered = True
+            room.takes_snapshots = self.fanout.owns(room_id)
+            room.on_awareness = self.fanout.send_awareness
+            self.fanout.watch(key)
         self._live[key] = room
         log.info("room loaded", extra={"room": room_id, "doc": key, "seq": room.seq})
         return room
@@ -214,6 +307,8 @@ class RoomRegistry:
             await self.log.flush()
             if self._live.get(room.key) is room:
                 del self._live[room.key]
+                if self.fanout is not None:
+                    self.fanout.unwatch(room.key)
                 log.info("room evicted", extra={"room": room.id, "doc": room.key})
         finally:
             self._flushing.discard(room.key)

@@ -3,6 +3,13 @@
 A room does not know how its peers are connected. It applies updates, fans them out, appends
 them to the durable log, and relays awareness. Transport code turns wire messages into calls
 of these methods and turns ``RoomError`` into close codes.
+
+In cluster mode (``clustered``) several nodes hold the same room. The log numbers entries when
+it commits them, so a room appends its own unnumbered, hears their numbers afterwards
+(``own_numbered``), and applies the entries other nodes committed in log order
+(``apply_remote``). ``seq`` is then the end of the log prefix the document is known to hold;
+the document holds exactly that prefix (and may be snapshotted) when none of its own entries
+waits for a number and nothing later has arrived out of order.
 """
 
 from __future__ import annotations
@@ -24,7 +31,14 @@ from rooms.errors import (
     ProtocolError,
     RoomNotFound,
 )
-from rooms.protocol import AwarenessEntry, SyncType, encode_awareness, encode_sync
+from rooms.protocol import (
+    AwarenessEntry,
+    SyncType,
+    encode_awareness,
+    encode_sync,
+    parse_awareness,
+    parse_message,
+)
 from rooms.types import (
     SYSTEM_AUTHOR,
     EntryKind,
@@ -44,6 +58,9 @@ MAX_AWARENESS_IDS_PER_PEER = 4
 MAX_AWARENESS_STATE_BYTES = 8192
 # How long a departed client id stays reserved for its participant (see apply_awareness).
 AWARENESS_TOMBSTONE_SECONDS = 120.0
+# Awareness relayed from another node is shown to newcomers for this long after it was last
+# renewed (Yjs clients renew theirs every 15 s and drop others' after 30 s).
+REMOTE_AWARENESS_SECONDS = 30.0
 
 
 class Peer(Protocol):
@@ -121,6 +138,13 @@ class Room:
         self._server_root_touched = False
         self._guards: list[tuple[object, object]] = []
         self._watch(doc)
+        # Cluster mode (see the module's docstring).
+        self.clustered = False
+        self.takes_snapshots = True  # in a cluster, only the room's owner node snapshots
+        self.on_awareness: Callable[[str, bytes], None] | None = None  # to the other nodes
+        self._unnumbered = 0
+        self._ahead: dict[int, LogEntry | None] = {}  # None: one of ours, already applied
+        self._remote_awareness: dict[int, tuple[AwarenessEntry, float]] = {}
 
     @property
     def id(self) -> str:
@@ -132,8 +156,9 @@ class Room:
         """Add a peer; returns the messages that open its session (sync step 1, awareness)."""
         self.peers = (*self.peers, peer)
         opening = [encode_sync(SyncType.STEP1, self.doc.get_state())]
-        if self._awareness:
-            opening.append(encode_awareness([s.entry for s in self._awareness.values()]))
+        frame = self.awareness_frame()
+        if frame is not None:
+            opening.append(frame)
         return opening
 
     async def leave(self, peer: Peer) -> None:
@@ -146,8 +171,12 @@ class Room:
                 del self._awareness[client_id]
                 gone.append(AwarenessEntry(client_id, state.entry.clock + 1, b"null"))
                 self._depart(client_id, peer, state.entry.clock + 1)
-        if gone and self.peers:
-            await self._broadcast(encode_awareness(gone), exclude=None)
+        if gone:
+            frame = encode_awareness(gone)
+            if self.on_awareness is not None:
+                self.on_awareness(self.key, frame)
+            if self.peers:
+                await self._broadcast(frame, exclude=None)
 
     # -- document ----------------------------------------------------------------------------
 
@@ -237,6 +266,8 @@ class Room:
                 if owner.owner.participant.id == peer.participant.id:
                     accepted.append(entry)
                 continue
+            if entry.client_id in self._remote_awareness:
+                continue  # someone's on another node, echoed back
             departed = self._departed_entry(entry.client_id)
             if departed is not None:
                 if departed.participant_id != peer.participant.id:
@@ -264,6 +295,8 @@ class Room:
             await peer.send(encode_awareness(behind))
         if accepted:
             relayed = frame if len(accepted) == len(entries) else encode_awareness(accepted)
+            if self.on_awareness is not None:
+                self.on_awareness(self.key, relayed)
             await self._broadcast(relayed, exclude=peer)
 
     def _depart(self, client_id: int, peer: Peer, clock: int) -> None:
@@ -280,9 +313,91 @@ class Room:
         return departed
 
     def awareness_frame(self) -> bytes | None:
-        if not self._awareness:
-            return None
-        return encode_awareness([s.entry for s in self._awareness.values()])
+        """Every known awareness state, for a newcomer or a client that asks."""
+        entries = [s.entry for s in self._awareness.values()]
+        if self._remote_awareness:
+            fresh = time.monotonic() - REMOTE_AWARENESS_SECONDS
+            self._remote_awareness = {
+                k: v for k, v in self._remote_awareness.items() if v[1] >= fresh
+            }
+            entries += [entry for entry, _ in self._remote_awareness.values()]
+        return encode_awareness(entries) if entries else None
+
+    # -- cluster mode ------------------------------------------------------------------------
+
+    def own_numbered(self, seqs: list[int]) -> None:
+        """The log numbered entries this room appended (in the order it appended them)."""
+        self._unnumbered = max(0, self._unnumbered - len(seqs))
+        for seq in seqs:
+            if seq > self.seq:
+                self._ahead[seq] = None
+        self._advance_applied()
+        self._snapshot_if_exact()
+
+    async def apply_remote(self, entries: list[LogEntry]) -> None:
+        """Entries another node committed (in any order, perhaps again): applied and fanned
+        out in log order from ``seq`` on; later ones wait for what is missing."""
+        for entry in entries:
+            if entry.seq > self.seq:
+                self._ahead.setdefault(entry.seq, entry)
+        for entry in self._advance_applied():
+            await self._apply_committed(entry)
+        self._snapshot_if_exact()
+
+    @property
+    def missing(self) -> bool:
+        """Whether entries after ``seq`` are known of but something before them is not."""
+        return bool(self._ahead)
+
+    async def apply_remote_awareness(self, frame: bytes) -> None:
+        """Awareness relayed by another node: kept for newcomers and sent to everyone here."""
+        try:
+            entries = parse_awareness(parse_message(frame)[2])
+        except Exception:
+            log.warning("malformed awareness from another node", extra={"room": self.id})
+            return
+        now = time.monotonic()
+        for entry in entries:
+            if entry.client_id in self._awareness:
+                continue
+            if entry.removed:
+                self._remote_awareness.pop(entry.client_id, None)
+            else:
+                self._remote_awareness[entry.client_id] = (entry, now)
+        await self._broadcast(frame, exclude=None)
+
+    def _advance_applied(self) -> list[LogEntry]:
+        """Move ``seq`` over every entry that follows on; returns the remote ones to apply."""
+        to_apply = []
+        while self.seq + 1 in self._ahead:
+            self.seq += 1
+            entry = self._ahead.pop(self.seq)
+            if entry is not None:
+                to_apply.append(entry)
+        return to_apply
+
+    async def _apply_committed(self, entry: LogEntry) -> None:
+        before = self.doc.get_state()
+        self._changes.clear()
+        self._server_writing = True  # another node's kernel writes outputs, legitimately
+        try:
+            self.doc.apply_update(entry.update)
+        except ValueError:
+            log.exception("a committed entry did not apply", extra={"room": self.id})
+            return
+        finally:
+            self._server_writing = False
+        self._recent.append(entry.update)
+        self._since_snapshot += 1
+        if self._changes and self.doc.get_state() != before:
+            await self._broadcast(encode_sync(SyncType.UPDATE, entry.update), exclude=None)
+
+    def _snapshot_if_exact(self) -> None:
+        if self.takes_snapshots and self._snapshot_due() and self._exact():
+            self.take_snapshot()
+
+    def _exact(self) -> bool:
+        return not self.clustered or (self._unnumbered == 0 and not self._ahead)
 
     def take_snapshot(self) -> None:
         """Queue the full state as of the newest logged update, if anything changed since."""
@@ -292,7 +407,7 @@ class Room:
     def final_snapshot(self) -> bytes:
         """The full state now, stored as a snapshot unless the newest one already holds it."""
         state = self.doc.get_update()
-        if self._snapshot_seq != self.seq:
+        if self._snapshot_seq != self.seq and self._exact():
             self._log.add_snapshot(Snapshot(self.key, self.seq, now_us(), state))
             self._snapshot_seq = self.seq
         self._base_state = state
@@ -340,14 +455,21 @@ class Room:
 
     def _record(self, update: bytes, author_id: str, kind: EntryKind) -> None:
         self._recent.append(update)
+        self._since_snapshot += 1
+        if self.clustered:  # numbered when committed; see own_numbered
+            self._unnumbered += 1
+            self._log.append(LogEntry(self.key, 0, now_us(), author_id, kind, update))
+            return
         self.seq += 1
         self._log.append(LogEntry(self.key, self.seq, now_us(), author_id, kind, update))
-        self._since_snapshot += 1
-        if (
+        if self._snapshot_due():
+            self.take_snapshot()
+
+    def _snapshot_due(self) -> bool:
+        return (
             self._since_snapshot >= self._snapshots.every_updates
             or time.monotonic() - self._last_snapshot_at >= self._snapshots.every_seconds
-        ):
-            self.take_snapshot()
+        )
 
     def _would_change(self, update: bytes) -> bool:
         try:

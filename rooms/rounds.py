@@ -77,6 +77,10 @@ class RoundKeeper:
         self._rounds.pop(room_id, None)
         self._locks.pop(room_id, None)
 
+    def refresh(self, room_id: str) -> None:
+        """Forget this node's copy of a room's round (another node changed it)."""
+        self._rounds.pop(room_id, None)
+
     async def current(self, room_id: str) -> Round:
         """The round of a room (this node's copy: every change goes through this keeper)."""
         known = self._rounds.get(room_id)
@@ -153,6 +157,7 @@ class RoundKeeper:
         try:
             room.frozen = True
             # The stamped final state: a snapshot that is committed before anyone is told.
+            await self.registry.settle(room)
             state, seq = room.final_snapshot(), room.seq
             await self.registry.log.flush()
         finally:
@@ -199,6 +204,7 @@ class RoundKeeper:
         while True:  # the end must happen: retry through a failing store
             try:
                 async with self._lock(room_id):
+                    self.refresh(room_id)  # in a cluster, another node may have ended it
                     current = await self.current(room_id)
                     if current.state == RoundState.LIVE:
                         await self._end(room_id, current, SYSTEM_AUTHOR, "deadline")

@@ -42,6 +42,13 @@ class Store(Protocol):
     async def create_room(self, info: RoomInfo, seed: list[LogEntry]) -> None: ...
     async def get_room(self, room_id: str) -> RoomInfo | None: ...
     async def append(self, entries: list[LogEntry], snapshots: list[Snapshot]) -> None: ...
+    async def append_numbered(
+        self, entries: list[LogEntry], snapshots: list[Snapshot]
+    ) -> list[LogEntry]: ...
+    async def heads(self, keys: list[str]) -> dict[str, int]: ...
+    async def updates_until(
+        self, room_id: str, after_seq: int, until_us: int | None, limit: int | None = None
+    ) -> list[LogEntry]: ...
     async def load(self, room_id: str) -> LoadedHistory: ...
     async def history(self, room_id: str) -> list[LogEntry]: ...
     async def get_round(self, room_id: str) -> Round: ...
@@ -146,6 +153,49 @@ class SqlStore:
                     await driver.executemany(
                         sql["snapshots"], [(s.room_id, s.seq, s.at_us, s.state) for s in snapshots]
                     )
+
+    async def append_numbered(
+        self, entries: list[LogEntry], snapshots: list[Snapshot]
+    ) -> list[LogEntry]:
+        """Cluster mode (PostgreSQL): write entries numbered after the newest of their
+        document, whichever node wrote that, in one transaction; returns them numbered.
+
+        A transaction-scoped advisory lock per document (taken in key order, so two nodes
+        cannot deadlock) makes the numbers unique and gapless; it is held only for the
+        commit. Snapshots carry their own number and are idempotent.
+        """
+        if self.is_sqlite:
+            raise RuntimeError("numbering at commit is for a shared PostgreSQL log")
+        keys = sorted({e.room_id for e in entries})
+        numbered: list[LogEntry] = []
+        async with self.engine.begin() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            async with driver.transaction():
+                for key in keys:
+                    await driver.execute(_LOCK_DOCUMENT, key)
+                heads = dict(await driver.fetch(_HEADS, keys)) if keys else {}
+                for e in entries:
+                    seq = heads.get(e.room_id, 0) + 1
+                    heads[e.room_id] = seq
+                    numbered.append(LogEntry(e.room_id, seq, e.at_us, e.author, e.kind, e.update))
+                if numbered:
+                    await driver.executemany(_POSTGRES_INSERTS["updates"], numbered)
+                if snapshots:
+                    await driver.executemany(
+                        _POSTGRES_INSERTS["snapshots"],
+                        [(s.room_id, s.seq, s.at_us, s.state) for s in snapshots],
+                    )
+        return numbered
+
+    async def heads(self, keys: list[str]) -> dict[str, int]:
+        """The newest sequence number of each document in ``keys`` that has any."""
+        if not keys:
+            return {}
+        u = tables.updates.c
+        query = select(u.room_id, func.max(u.seq)).where(u.room_id.in_(keys)).group_by(u.room_id)
+        async with self.engine.connect() as conn:
+            return {row[0]: row[1] for row in await conn.execute(query)}
 
     async def load(self, room_id: str) -> LoadedHistory:
         """The newest snapshot of a room and every update logged after it."""
@@ -385,6 +435,10 @@ _POSTGRES_INSERTS = {
     "snapshots": "INSERT INTO snapshots (room_id, seq, at_us, state) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT DO NOTHING",
 }
+
+# Cluster mode: one writer per document at a time, for the length of a commit.
+_LOCK_DOCUMENT = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+_HEADS = "SELECT room_id, max(seq) FROM updates WHERE room_id = ANY($1::text[]) GROUP BY room_id"
 
 
 def _event(room_id: str, row: Any) -> TimelineEvent:

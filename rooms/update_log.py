@@ -6,12 +6,17 @@ transaction per keystroke. Callers that need durability (eviction, seeding, shut
 ``flush()``, which resolves once everything appended before it is committed. ``stop()`` drains
 before it cancels, so no write in flight is lost. A failing store is retried with back-off and
 nothing queued is dropped.
+
+In cluster mode (``numbered=True``) the store numbers the entries as it commits them, after
+whatever other nodes committed, and ``on_committed`` hears of them numbered (to tell the
+rooms and the other nodes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from rooms.store import Store
 from rooms.types import LogEntry, Snapshot
@@ -20,9 +25,11 @@ log = logging.getLogger("clarityhire.log")
 
 
 class UpdateLog:
-    def __init__(self, store: Store, window_s: float) -> None:
+    def __init__(self, store: Store, window_s: float, numbered: bool = False) -> None:
         self.store = store
         self.window_s = window_s
+        self.numbered = numbered
+        self.on_committed: Callable[[list[LogEntry]], Awaitable[None]] | None = None
         self._entries: list[LogEntry] = []
         self._snapshots: list[Snapshot] = []
         self._waiters: list[asyncio.Future[None]] = []
@@ -78,19 +85,27 @@ class UpdateLog:
             snapshots, self._snapshots = self._snapshots, []
             waiters, self._waiters = self._waiters, []
             self._in_flight = len(entries) + len(snapshots)
-            await self._commit(entries, snapshots)
+            committed = await self._commit(entries, snapshots)
+            if self.on_committed is not None and committed:
+                try:
+                    await self.on_committed(committed)
+                except Exception:  # they are committed: the others catch up from the store
+                    log.exception("telling of committed entries failed")
             self._in_flight = 0
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
 
-    async def _commit(self, entries: list[LogEntry], snapshots: list[Snapshot]) -> None:
+    async def _commit(self, entries: list[LogEntry], snapshots: list[Snapshot]) -> list[LogEntry]:
         delay = 0.05
         while True:
             try:
-                await self.store.append(entries, snapshots)
+                if self.numbered:
+                    entries = await self.store.append_numbered(entries, snapshots)
+                else:
+                    await self.store.append(entries, snapshots)
                 self.last_error = None
-                return
+                return entries
             except Exception as e:  # keep the batch and retry: dropping it would lose edits
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.error(

@@ -80,8 +80,10 @@ class RoomApi:
         store: SqlStore,
         update_log: UpdateLog,
         on_delete: Callable[[str], Awaitable[None]],
+        cluster_status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.settings = settings
+        self.cluster_status = cluster_status  # cluster mode: this node's link to Redis
         self.on_delete = on_delete  # removes a room everywhere (Services.delete_room)
         self.registry = registry
         self.signer = signer
@@ -169,7 +171,8 @@ class RoomApi:
         )
 
     async def health(self, request: Request) -> Response:
-        """``GET /healthz``: 200 when the store answers and the log is committing."""
+        """``GET /healthz``: 200 when the store answers, the log is committing and (in a
+        cluster) Redis answers."""
         store_ok = True
         try:
             async with self.store.engine.connect() as conn:
@@ -177,16 +180,17 @@ class RoomApi:
         except Exception:
             store_ok = False
         healthy = store_ok and self.update_log.last_error is None
-        return json_response(
-            {
-                "status": "ok" if healthy else "degraded",
-                "store": "ok" if store_ok else "unreachable",
-                "log_backlog": self.update_log.backlog,
-                "log_error": self.update_log.last_error,
-                "rooms_live": self.registry.live_count,
-            },
-            status=200 if healthy else 503,
-        )
+        body: dict[str, Any] = {
+            "store": "ok" if store_ok else "unreachable",
+            "log_backlog": self.update_log.backlog,
+            "log_error": self.update_log.last_error,
+            "rooms_live": self.registry.live_count,
+        }
+        if self.cluster_status is not None:
+            body.update(self.cluster_status())
+            healthy = healthy and body["redis"] == "ok"
+        body["status"] = "ok" if healthy else "degraded"
+        return json_response(body, status=200 if healthy else 503)
 
     async def _room_json(self, info: RoomInfo) -> dict[str, Any]:
         return {

@@ -24,10 +24,20 @@ from rooms.room import SnapshotPolicy, now_us
 from rooms.rounds import RoundKeeper
 from rooms.store import SqlStore, sqlite_url
 from rooms.timeline import Timeline
-from rooms.types import Participant, Role, RoomInfo, RoomKind, Round, RoundState, TimelineEvent
+from rooms.types import (
+    LogEntry,
+    Participant,
+    Role,
+    RoomInfo,
+    RoomKind,
+    Round,
+    RoundState,
+    TimelineEvent,
+)
 from rooms.update_log import UpdateLog
 from server.api import RoomApi
 from server.assessments import AssessmentApi
+from server.cluster import Cluster
 from server.control import ControlNamespace
 from server.doc_socket import DocSocket
 from server.execution import Execution, build_execution
@@ -42,6 +52,9 @@ from server.tokens import TokenSigner
 from server.webhooks import Webhooks
 
 log = logging.getLogger("clarityhire.app")
+
+# Cluster mode: how often each node reads the log's heads for what no message announced.
+LOG_POLL_SECONDS = 1.0
 
 DEMO_FILES = {
     "main.py": (
@@ -72,21 +85,64 @@ class Services:
     execution: Execution
     media: MediaHub
     funnel: Funnel
+    cluster: Cluster | None
 
     async def delete_room(self, room_id: str) -> None:
         """Remove a room and everything recorded of it, in memory, in the store and on disk.
         Its connections are closed first, so that nothing more can be written for it."""
+        await self.close_room(room_id)
+        if self.cluster is not None:
+            await self.cluster.publish_bus({"room": room_id, "event": "deleted"})
+        await self.update_log.flush()
+        await self.store.delete_room(room_id)
+        folder = self.media.config.recordings_dir / room_id
+        await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
+        log.info("room deleted", extra={"room": room_id})
+
+    async def close_room(self, room_id: str) -> None:
+        """Drop a deleted room from this node: connections, presence, call and kernel."""
         await self.registry.remove(room_id)  # from here on the room cannot be opened
         await self.control.close_room(room_id, "the room was deleted")
         self.presence.forget(room_id)
         self.rounds.forget(room_id)
         await self.media.end_call(room_id, "the room was deleted")
         await self.execution.forget(room_id)
-        await self.update_log.flush()
-        await self.store.delete_room(room_id)
-        folder = self.media.config.recordings_dir / room_id
-        await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
-        log.info("room deleted", extra={"room": room_id})
+
+    async def from_other_node(self, message: dict[str, Any]) -> None:
+        """Cluster mode: a room event another node announced (see ``round_changed``)."""
+        room_id = str(message["room"])
+        if message["event"] == "deleted":
+            await self.close_room(room_id)
+        elif message["event"] == "round":
+            self.rounds.refresh(room_id)
+            if message["state"] == RoundState.ENDED.value:
+                for key in (room_id, f"{room_id}:notes"):
+                    room = self.registry.live_room(key)
+                    if room is not None:
+                        room.frozen = True
+                await self.execution.forget(room_id)
+                await self.media.end_call(room_id, "the round ended")
+
+    async def lease_changed(self, room_id: str, previous: str | None, owner: str) -> None:
+        """Cluster mode: the node that owns a room's kernel (and snapshots) changed."""
+        assert self.cluster is not None
+        me = self.cluster.node_id
+        room = self.registry.live_room(room_id)
+        if room is not None:
+            room.takes_snapshots = owner == me
+        if previous == me:
+            await self.execution.forget(room_id)  # lost during a Redis outage: someone has it
+        elif owner == me and previous is not None:
+            text = (
+                "The server running this room's code went away; code now runs on another "
+                "one, in a fresh kernel (earlier variables are gone)."
+            )
+            await self.store.append_event(
+                TimelineEvent(room_id, now_us(), "system", "kernel.moved", {"from": previous})
+            )
+            await self.control.notify(room_id, "notice", {"text": text})
+            self.execution.prepare_soon(room_id)
+            log.warning("room taken over", extra={"room": room_id, "from": previous})
 
 
 def open_store(settings: Settings) -> SqlStore:
@@ -98,15 +154,23 @@ def open_store(settings: Settings) -> SqlStore:
 def build_services(settings: Settings) -> Services:
     settings = resolve_secrets(settings)
     store = open_store(settings)
-    update_log = UpdateLog(store, settings.log_commit_window_ms / 1000)
+    cluster = (
+        Cluster(settings.redis_url, settings.redis_prefix, settings.node_name)
+        if settings.clustered
+        else None
+    )
+    update_log = UpdateLog(
+        store, settings.log_commit_window_ms / 1000, numbered=cluster is not None
+    )
     policy = RoomPolicy(
         snapshots=SnapshotPolicy(settings.snapshot_every_updates, settings.snapshot_every_seconds),
         idle_evict_seconds=settings.room_idle_seconds,
     )
-    registry = RoomRegistry(store, update_log, policy)
+    registry = RoomRegistry(store, update_log, policy, fanout=cluster)
     signer = TokenSigner(settings.secret_key)
     # WebSocket only: no long-polling, so no sticky sessions are needed behind a balancer.
     sio = socketio.AsyncServer(
+        client_manager=control_plane_manager(settings),
         async_mode="asgi",
         transports=["websocket"],
         max_http_buffer_size=settings.control_max_payload_bytes * 4,
@@ -132,6 +196,9 @@ def build_services(settings: Settings) -> Services:
         await control.show_media(room_id, participant_id, media)
 
     async def round_changed(room_id: str, round_: Round) -> None:
+        if cluster is not None:
+            message = {"room": room_id, "event": "round", "state": round_.state.value}
+            await cluster.publish_bus(message)
         await execution.round_changed(room_id, round_)
         if round_.state == RoundState.ENDED:
             await media.end_call(room_id, "the round ended")
@@ -143,7 +210,7 @@ def build_services(settings: Settings) -> Services:
     presence = Presence(settings.presence_grace_seconds, on_left)
     rounds = RoundKeeper(store, registry, notify, on_change=round_changed)
     control = ControlNamespace(
-        settings, signer, registry, store, presence, rounds, execution, media
+        settings, signer, registry, store, presence, rounds, execution, media, cluster
     )
     sio.register_namespace(control)
     webhooks = Webhooks(
@@ -156,10 +223,41 @@ def build_services(settings: Settings) -> Services:
         settings, FunnelStore(store), registry, signer, InviteSigner(settings.secret_key),
         execution, webhooks, ModelReviewer(model_review_config(settings)),
     )  # fmt: skip
-    return Services(
+    services = Services(
         settings, store, update_log, registry, signer, sio, control, presence, rounds, execution,
-        media, funnel,
+        media, funnel, cluster,
     )  # fmt: skip
+    if cluster is not None:
+        connect_cluster(services, cluster)
+    return services
+
+
+def connect_cluster(services: Services, cluster: Cluster) -> None:
+    """Cluster mode: committed entries go to the other nodes, theirs come to the rooms here,
+    and kernel requests go to each room's owner."""
+    registry = services.registry
+
+    async def committed(entries: list[LogEntry]) -> None:
+        registry.committed(entries)
+        await cluster.publish_entries(entries)
+
+    services.update_log.on_committed = committed
+    services.execution.route_through(cluster)
+    cluster.on_entries = registry.remote_entries
+    cluster.on_awareness = registry.remote_awareness
+    cluster.on_reconnect = registry.catch_up_all
+    cluster.on_lease = services.lease_changed
+    cluster.on_request = services.execution.handle_forwarded
+    cluster.on_bus = services.from_other_node
+
+
+def control_plane_manager(settings: Settings) -> socketio.AsyncManager:
+    """In a cluster, Socket.IO events go through Redis to every node's clients."""
+    if not settings.clustered:
+        return socketio.AsyncManager()
+    return socketio.AsyncRedisManager(
+        settings.redis_url, channel=f"{settings.redis_prefix}:socketio"
+    )
 
 
 def model_review_config(settings: Settings) -> ModelReviewConfig:
@@ -201,6 +299,10 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         await check_aiortc_internals()
         await services.store.start()
         services.update_log.start()
+        follower = None
+        if services.cluster is not None:
+            await services.cluster.start()
+            follower = asyncio.create_task(services.registry.follow_log(LOG_POLL_SECONDS))
         await services.rounds.start()
         services.execution.start()
         if demo:
@@ -212,6 +314,8 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         try:
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
             services.presence.close()
             await services.funnel.webhooks.close()
             await services.media.close()
@@ -219,6 +323,8 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
             await services.execution.stop()
             await services.registry.close()
             await services.update_log.stop()
+            if services.cluster is not None:
+                await services.cluster.close()
             await services.store.close()
 
     api = RoomApi(
@@ -228,6 +334,7 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         services.store,
         services.update_log,
         services.delete_room,
+        services.cluster.status if services.cluster is not None else None,
     )
     timeline = Timeline(services.store)
     review = ReviewApi(
@@ -243,7 +350,11 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
     )
     pages = Pages(settings, services.registry, services.signer, timeline)
     doc_socket = DocSocket(
-        services.registry, services.signer, settings.max_message_bytes, services.rounds.arrived
+        services.registry,
+        services.signer,
+        settings.max_message_bytes,
+        services.rounds.arrived,
+        services.cluster.is_healthy if services.cluster is not None else None,
     )
     assessments = AssessmentApi(settings, services.store)
     routes = [

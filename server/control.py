@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import socketio
 
-from rooms.errors import BadRequest, Forbidden, RateLimited, RoomError
+from rooms.errors import BadRequest, ClusterUnavailable, Forbidden, RateLimited, RoomError
 from rooms.presence import Presence
 from rooms.registry import RoomRegistry
 from rooms.room import now_us
@@ -29,6 +29,7 @@ from rooms.rounds import RoundKeeper
 from rooms.signals import parse_chat, parse_signal
 from rooms.store import Store
 from rooms.types import Participant, Role, RoomInfo, RoomKind, RoundState, TimelineEvent
+from server.cluster import CLUSTER_DOWN, Cluster
 from server.execution import Execution
 from server.media import MAX_SDP_BYTES, MediaHub
 from server.settings import Settings
@@ -92,8 +93,10 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         rounds: RoundKeeper,
         execution: Execution,
         media: MediaHub,
+        cluster: Cluster | None = None,
     ) -> None:
         super().__init__("/")
+        self.cluster = cluster
         self.settings = settings
         self.signer = signer
         self.registry = registry
@@ -161,6 +164,8 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _connect(self, sid: str, auth: Any) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
+            if self.cluster is not None and not self.cluster.healthy:
+                raise ClusterUnavailable(CLUSTER_DOWN)
             claims = self.signer.verify_any(token)
             info = await self.registry.info(claims.room_id)
         except RoomError as e:
@@ -168,18 +173,21 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         buckets = {name: TokenBucket(r.burst, r.per_second) for name, r in self._rules.items()}
         conn = ControlConnection(sid, claims.participant, info, buckets)
         self._connections[sid] = conn
-        await self.enter_room(sid, info.id)
         who = claims.participant
+        await self.enter_room(sid, info.id)
+        await self.enter_room(sid, _person_room(info.id, who.id))
         joined = self.presence.arrive(info.id, who, now_us())
         round_ = await self.rounds.arrived(info, who)
         chat = await self.store.events(info.id, ("chat",), self.settings.chat_history)
+        people, version = await self._people(info.id)
         await self.emit(
             "welcome",
             {
                 "participant": {"id": who.id, "name": who.name, "role": who.role.value},
                 "room": info.to_json(),
                 "round": round_.to_json(),
-                "presence": self.presence.people(info.id),
+                "presence": people,
+                "presence_version": version,
                 "chat": [_chat_json(e) for e in chat],
                 "execution": self.execution.status(),
             },
@@ -187,7 +195,7 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         if joined:
             await self._record(info.id, who, "join", {"name": who.name, "role": who.role.value})
-        await self.emit("presence", {"participants": self.presence.people(info.id)}, room=info.id)
+        await self._send_presence(info.id)
 
     async def _disconnect(self, sid: str) -> None:
         conn = self._connections.pop(sid, None)
@@ -198,14 +206,12 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 log.exception("leaving the call failed", extra={"room": conn.info.id})
             room_id = conn.info.id
             self.presence.depart(room_id, conn.participant)
-            await self.emit(
-                "presence", {"participants": self.presence.people(room_id)}, room=room_id
-            )
+            await self._send_presence(room_id)
 
     async def on_left(self, room_id: str, who: Participant) -> None:
         """Presence's leave handler: a person's grace period ran out."""
         await self._record(room_id, who, "leave", {"name": who.name})
-        await self.emit("presence", {"participants": self.presence.people(room_id)}, room=room_id)
+        await self._send_presence(room_id)
 
     async def close_room(self, room_id: str, reason: str) -> None:
         """Disconnect everyone of a room (it was deleted), telling them why."""
@@ -257,11 +263,12 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return {"ok": True}
 
     async def _interrupt(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
-        return {"ok": True, "interrupted": await self.execution.interrupt(conn.info)}
+        interrupted = await self.execution.interrupt(conn.info, conn.participant)
+        return {"ok": True, "interrupted": interrupted}
 
     async def _restart(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
         await self._check_not_ended(conn)
-        await self.execution.restart(conn.info)
+        await self.execution.restart(conn.info, conn.participant)
         return {"ok": True}
 
     async def _input(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
@@ -271,7 +278,7 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             or not isinstance(data["value"], str)
         ):
             raise BadRequest("an input is {'value': text}")
-        self.execution.answer(conn.info, conn.participant, data["value"])
+        await self.execution.answer(conn.info, conn.participant, data["value"])
         return {"ok": True}
 
     async def _media_join(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
@@ -313,10 +320,20 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def emit_to(
         self, room_id: str, participant_id: str, event: str, payload: dict[str, Any]
     ) -> None:
-        """Send an event to every connection of one participant of a room."""
-        for sid, conn in list(self._connections.items()):
-            if conn.info.id == room_id and conn.participant.id == participant_id:
-                await self.emit(event, payload, to=sid)
+        """Send an event to every connection of one participant of a room (on any node)."""
+        await self.emit(event, payload, room=_person_room(room_id, participant_id))
+
+    async def _people(self, room_id: str) -> tuple[list[dict[str, Any]], int]:
+        """Who is in a room, and the version of that list (in a cluster, every node's
+        people, with a number that orders the lists the nodes send)."""
+        people = self.presence.people(room_id)
+        if self.cluster is None:
+            return people, 0
+        return await self.cluster.presence(room_id, people)
+
+    async def _send_presence(self, room_id: str) -> None:
+        people, version = await self._people(room_id)
+        await self.emit("presence", {"participants": people, "version": version}, room=room_id)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -349,6 +366,11 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             log.warning("disconnecting an abusive connection", extra={"room": conn.info.id})
             await self.disconnect(sid)
         return {"ok": False, "reason": reason}
+
+
+def _person_room(room_id: str, participant_id: str) -> str:
+    """The Socket.IO room of one participant's connections to a room."""
+    return f"{room_id}/{participant_id}"
 
 
 def _media_flags(data: Any) -> tuple[bool, bool]:

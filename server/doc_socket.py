@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 from starlette.types import Receive, Scope, Send
 
 from rooms.errors import (
+    ClusterUnavailable,
     DocumentFrozen,
     Forbidden,
     MessageTooLarge,
@@ -31,6 +32,7 @@ from rooms.protocol import (
 from rooms.registry import DocName, RoomRegistry
 from rooms.room import Room
 from rooms.types import EntryKind, Participant, Role, RoomInfo
+from server.cluster import CLUSTER_DOWN
 from server.tokens import TokenSigner
 
 log = logging.getLogger("clarityhire.ws")
@@ -63,8 +65,12 @@ class DocSocket:
         signer: TokenSigner,
         max_message_bytes: int,
         on_arrival: Callable[[RoomInfo, Participant], Awaitable[object]],
+        cluster_healthy: Callable[[], bool] | None = None,
     ):
         self.registry = registry
+        # Cluster mode: whether this node can reach Redis, without which a newcomer's edits
+        # would reach the others only by the log's poll; new joins wait for it.
+        self.cluster_healthy = cluster_healthy
         self.signer = signer
         self.max_message_bytes = max_message_bytes
         # Tells the round keeper: a solo test's clock starts at the candidate's first arrival,
@@ -84,7 +90,9 @@ class DocSocket:
             claims = self.signer.verify(token, room_id)
             if doc == "notes" and claims.participant.role not in NOTES_ROLES:
                 raise Forbidden("the notes are private to the interviewers")
-            room = await self.registry.open(room_id, doc)
+            if self.cluster_healthy is not None and not self.cluster_healthy():
+                raise ClusterUnavailable(CLUSTER_DOWN)
+            room = await self.registry.open(room_id, doc, fresh=True)
             if doc == "main":
                 await self.on_arrival(room.info, claims.participant)
         except RoomError as e:

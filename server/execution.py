@@ -3,6 +3,9 @@
 It decides when a room gets a kernel (its first run) and loses it (round end, idle timeout),
 routes ``input()`` requests to the participant who pressed run, and refuses to run anything
 when the sandbox is unavailable unless unsandboxed kernels are explicitly allowed.
+
+In cluster mode a room's kernel lives on the node that holds the room's lease: requests made
+on any other node are forwarded to it (``route_through``, ``handle_forwarded``).
 """
 
 from __future__ import annotations
@@ -25,13 +28,17 @@ from kernels.runs import RoomKernel, RunLimits, Runner
 from kernels.sandbox import MIB, Sandbox, SandboxError, SandboxLimits
 from kernels.specs import KernelSpecs
 from rooms.document import files_of
-from rooms.errors import BadRequest, Conflict
+from rooms.errors import BadRequest, Conflict, RoomError
 from rooms.outputs import RoomOutputs
 from rooms.registry import RoomRegistry
-from rooms.types import Participant, RoomInfo, Round, RoundState
+from rooms.types import Participant, Role, RoomInfo, Round, RoundState
+from server.cluster import Cluster, OwnerUnreachable
 from server.settings import Settings
 
 log = logging.getLogger("clarityhire.execution")
+
+# How long a killed node keeps its leases (its heartbeat key's lifetime, and some).
+NODE_DEATH_S = 3.5
 
 # emit_to(room_id, participant_id, event, payload): tell one participant's connections.
 EmitTo = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
@@ -138,6 +145,11 @@ class Execution:
         self._inputs: dict[str, _PendingInput] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._cluster: Cluster | None = None
+
+    def route_through(self, cluster: Cluster) -> None:
+        """Cluster mode: run each room's code on the node that holds its lease."""
+        self._cluster = cluster
 
     def status(self) -> dict[str, Any]:
         """What a room is told about code execution here."""
@@ -175,8 +187,13 @@ class Execution:
 
     async def run(self, info: RoomInfo, who: Participant, file: str, code: str | None) -> None:
         """Start a run of ``code`` (a selection or cell), or of ``file`` as it is now."""
+        owner = await self._owner_elsewhere(info)
+        if owner is not None:
+            await self.registry.log.flush()  # the owner reads the files from the log
+            await self._forward(owner, "run", info, who, {"file": file, "code": code})
+            return
         kernel = self._kernel_for(info)
-        room = await self.registry.open(info.id)
+        room = await self.registry.open(info.id, fresh=True)
         files = files_of(room.doc)
         self.registry.release(room)
         if code is None:
@@ -198,16 +215,28 @@ class Execution:
             raise Conflict(f"no kernel for language {language!r} here") from e
         return await run_hidden_tests(self.pool, spec_name, self.limits, submission, tests)
 
-    async def interrupt(self, info: RoomInfo) -> bool:
+    async def interrupt(self, info: RoomInfo, who: Participant) -> bool:
+        owner = await self._owner_elsewhere(info)
+        if owner is not None:
+            return bool((await self._forward(owner, "interrupt", info, who, {}))["interrupted"])
         kernel = self._kernels.get(info.id)
         return kernel is not None and await kernel.interrupt()
 
-    async def restart(self, info: RoomInfo) -> None:
+    async def restart(self, info: RoomInfo, who: Participant) -> None:
+        owner = await self._owner_elsewhere(info)
+        if owner is not None:
+            await self._forward(owner, "restart", info, who, {})
+            return
         kernel = self._kernels.get(info.id)
         if kernel is not None:
             await kernel.restart()
 
-    def answer(self, info: RoomInfo, who: Participant, value: str) -> None:
+    async def answer(self, info: RoomInfo, who: Participant, value: str) -> None:
+        """The value a run's ``input()`` asked its runner for."""
+        owner = await self._owner_elsewhere(info)
+        if owner is not None:
+            await self._forward(owner, "input", info, who, {"value": value})
+            return
         pending = self._inputs.get(info.id)
         if pending is None or pending.answer.done():
             raise Conflict("no run is waiting for input")
@@ -222,6 +251,74 @@ class Execution:
             await self.forget(room_id)
         elif round_.state == RoundState.OPEN and self.pool is not None:
             self._track(self._prepare(room_id))
+
+    def prepare_soon(self, room_id: str) -> None:
+        """Start a room's kernel now (this node just took the room over)."""
+        if self.pool is not None:
+            self._track(self._prepare(room_id))
+
+    async def handle_forwarded(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Cluster mode: a kernel request another node forwarded to this one, the owner."""
+        try:
+            info = await self.registry.info(request["room"])
+            who = Participant(request["who"]["id"], request["who"]["name"],
+                              Role(request["who"]["role"]))  # fmt: skip
+            args = request["args"]
+            op = request["op"]
+            if op == "run":
+                await self.run(info, who, args["file"], args["code"])
+            elif op == "interrupt":
+                return {"ok": True, "interrupted": await self.interrupt(info, who)}
+            elif op == "restart":
+                await self.restart(info, who)
+            elif op == "input":
+                await self.answer(info, who, args["value"])
+            else:
+                raise BadRequest(f"unknown forwarded request {op!r}")
+        except RoomError as e:
+            return {"ok": False, "reason": e.reason}
+        return {"ok": True}
+
+    async def _owner_elsewhere(self, info: RoomInfo) -> str | None:
+        """The node that owns the room's kernel if it is not this one (cluster mode)."""
+        if self._cluster is None:
+            return None
+        if self.disabled_reason is not None or self.pool is None:
+            raise Conflict(f"code execution is disabled on this server: {self.disabled_reason}")
+        try:
+            owner = await self._cluster.owner(info.id)
+        except OwnerUnreachable as e:
+            raise Conflict(f"cannot reach the cluster: {e}") from e
+        return None if owner == self._cluster.node_id else owner
+
+    async def _forward(
+        self, owner: str, op: str, info: RoomInfo, who: Participant, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        assert self._cluster is not None
+        request = {
+            "op": op,
+            "room": info.id,
+            "who": {"id": who.id, "name": who.name, "role": who.role.value},
+            "args": args,
+        }
+        try:
+            answer = await self._cluster.forward(owner, request)
+        except OwnerUnreachable:
+            # A node that died keeps its lease until its heartbeat key expires: wait for
+            # that, then the lease comes here (or goes to whoever asked first).
+            await asyncio.sleep(NODE_DEATH_S)
+            new_owner = await self._owner_elsewhere(info)
+            try:
+                answer = await (
+                    self.handle_forwarded(request)
+                    if new_owner is None
+                    else self._cluster.forward(new_owner, request)
+                )
+            except OwnerUnreachable as e:
+                raise Conflict(f"the node running this room's code is unreachable: {e}") from e
+        if not answer.get("ok"):
+            raise Conflict(str(answer.get("reason")))
+        return answer
 
     async def _prepare(self, room_id: str) -> None:
         try:

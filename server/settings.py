@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -34,6 +36,9 @@ class Settings:
     data_dir: str
     database_url: str
     database_schema: str
+    redis_url: str
+    redis_prefix: str
+    node_id: str
     admin_key: str
     secret_key: str
     token_ttl_seconds: int
@@ -100,6 +105,16 @@ class Settings:
         if self.web_dir:
             return Path(self.web_dir).resolve()
         return Path(__file__).resolve().parent.parent / "web" / "dist"
+
+    @property
+    def clustered(self) -> bool:
+        """Cluster mode: several nodes share PostgreSQL and Redis (``redis_url`` is set)."""
+        return bool(self.redis_url)
+
+    @property
+    def node_name(self) -> str:
+        """This node's id in the cluster: the setting, else the host name and port."""
+        return self.node_id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def data_path(self) -> Path:
@@ -209,6 +224,15 @@ def _validate(s: Settings) -> None:
         raise SettingsError("review_model_url must be an http(s) URL, or empty")
     if s.review_model_timeout_seconds <= 0:
         raise SettingsError("review_model_timeout_seconds must be positive")
+    if s.redis_url:
+        if not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("redis_url must be a redis://, rediss:// or unix:// URL, or empty")
+        if not s.database_url.startswith("postgresql"):
+            raise SettingsError("cluster mode (redis_url) needs a shared PostgreSQL database_url")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", s.redis_prefix):
+        raise SettingsError("redis_prefix must be 1 to 64 letters, digits, '_', '.' or '-'")
+    if s.node_id and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", s.node_id):
+        raise SettingsError("node_id must be 1 to 64 letters, digits, '_', '.', ':' or '-'")
     if s.log_level not in ("debug", "info", "warning", "error"):
         raise SettingsError("log_level must be one of debug, info, warning, error")
 

@@ -41,11 +41,17 @@ def free_port() -> int:
 class ServerProcess:
     """``clarityhire serve`` in a subprocess; survives kill/start on the same port and data."""
 
-    def __init__(self, data_dir: Path, backend: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        backend: str,
+        env: dict[str, str] | None = None,
+        schema: str | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.backend = backend
         self.port = free_port()
-        self.schema = f"t_{secrets.token_hex(6)}"
+        self.schema = schema or f"t_{secrets.token_hex(6)}"
         self.env = {
             **os.environ,
             "CLARITYHIRE_ADMIN_KEY": ADMIN_KEY,

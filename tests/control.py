@@ -47,8 +47,13 @@ class ControlClient:
         return self.events["welcome"][0]  # type: ignore[no-any-return]
 
     def presence(self) -> list[dict[str, Any]]:
-        """The newest presence list."""
-        return self.events["presence"][-1]["participants"]  # type: ignore[no-any-return]
+        """The newest presence list (in a cluster, the one of the highest version: nodes send
+        theirs in whatever order Redis delivers them)."""
+        newest = self.events["presence"][0]
+        for event in self.events["presence"]:
+            if event.get("version", 0) >= newest.get("version", 0):
+                newest = event
+        return newest["participants"]  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         await self.sio.disconnect()

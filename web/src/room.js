@@ -147,6 +147,7 @@ function start () {
 
   let readOnly = !canSpeak
   let execution = null
+  let presenceVersion = 0
   // Only candidates' browsers report signals (the server accepts them from no one else).
   const signals = participant.role === 'candidate' ? new SignalReporter(session) : null
   const workspace = new Workspace({
@@ -215,11 +216,18 @@ function start () {
       })
     }
     execution = welcome.execution
+    presenceVersion = welcome.presence_version
     people.set(welcome.presence)
     chat.reset(welcome.chat)
     round.set(welcome.round)
   })
-  session.on('presence', ({ participants }) => people.set(participants))
+  // In a cluster several servers send presence; the highest version is the newest.
+  session.on('presence', ({ participants, version }) => {
+    if (version < presenceVersion) return
+    presenceVersion = version
+    people.set(participants)
+  })
+  session.on('notice', ({ text }) => toast(text, 'warning'))
   session.on('chat', (line) => chat.add(line))
   session.on('round', (r) => {
     round.set(r)

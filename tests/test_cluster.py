@@ -1,0 +1,274 @@
+"""Cluster mode: three server processes on the shared PostgreSQL and Redis of this machine.
+
+A room's clients spread over the nodes converge and see each other; a node killed with SIGKILL
+loses nothing its clients typed, and the log holds every update once; Redis stopped and
+restarted under a session loses nothing either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import ServerProcess, eventually, free_port
+from control import ControlClient
+from pycrdt import Doc
+from yclient import YClient
+
+from rooms.document import files_of, load_doc
+from rooms.types import LogEntry
+
+pytestmark = pytest.mark.cluster
+
+
+class RedisProcess:
+    """A redis-server of the test's own, on a free port, that the test can stop and start."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ping = subprocess.run(["redis-cli", "-p", str(self.port), "ping"],
+                                  capture_output=True, text=True)  # fmt: skip
+            if ping.stdout.strip() == "PONG":
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Nodes:
+    """Server processes sharing one PostgreSQL schema and one Redis prefix."""
+
+    def __init__(self, tmp_path: Path, redis_url: str) -> None:
+        self.tmp_path = tmp_path
+        self.redis_url = redis_url
+        self.schema = f"t_{secrets.token_hex(6)}"
+        self.secret = secrets.token_hex(16)
+        self.prefix = f"t{secrets.token_hex(4)}"
+        self.nodes: list[ServerProcess] = []
+
+    def start(self, count: int, **env: str) -> list[ServerProcess]:
+        for _ in range(count):
+            i = len(self.nodes)
+            data = self.tmp_path / f"node{i}"
+            data.mkdir()
+            node = ServerProcess(
+                data, "postgres",
+                {"CLARITYHIRE_REDIS_URL": self.redis_url, "CLARITYHIRE_REDIS_PREFIX": self.prefix,
+                 "CLARITYHIRE_NODE_ID": f"n{i}", "CLARITYHIRE_SECRET_KEY": self.secret,
+                 "CLARITYHIRE_LOG_COMMIT_WINDOW_MS": "2",
+                 **{"CLARITYHIRE_" + k.upper(): v for k, v in env.items()}},
+                schema=self.schema,
+            )  # fmt: skip
+            node.start()
+            self.nodes.append(node)
+        return self.nodes
+
+    async def close(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        if self.nodes:
+            await self.nodes[0].drop_schema()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Callable[..., Nodes]]:
+    made: list[Nodes] = []
+
+    def make(redis_url: str = "redis://127.0.0.1:6379/0") -> Nodes:
+        made.append(Nodes(tmp_path, redis_url))
+        return made[-1]
+
+    yield make
+    for nodes in made:
+        await nodes.close()
+
+
+async def keep_connected(client: YClient, nodes: list[ServerProcess], room: str, token: str,
+                         stop: asyncio.Event) -> None:  # fmt: skip
+    """Reconnect whenever the connection drops, to the next node that answers (what a load
+    balancer does when a node goes away)."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        await client.closed.wait()
+        if stop.is_set():
+            return
+        alive = [n for n in nodes if n.proc is not None and n.proc.poll() is None]
+        current = next((n for n in alive if f":{n.port}/" in client.url), None)
+        target = current or alive[(nodes.index(alive[0]) + 1) % len(alive)]
+        client.url = target.ws_url(room, token)
+        await client.reconnect_until(loop.time() + 30)
+
+
+async def type_steadily(
+    client: YClient, letter: str, count: list[int], stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        await client.type(letter)
+        count[0] += 1
+        await asyncio.sleep(0.01)
+
+
+def assert_logged_once(history: list[LogEntry]) -> None:
+    """Sequence numbers 1..N, and no update that adds nothing to the ones before it (an
+    update accepted twice, by two nodes, would)."""
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))
+    doc = Doc()
+    for entry in history:
+        before = doc.get_state()
+        doc.apply_update(entry.update)
+        assert doc.get_state() != before or entry.kind.value == "seed", (entry.seq, entry.kind)
+
+
+async def test_clients_on_three_nodes_converge_and_see_each_other(
+    cluster: Callable[..., Nodes],
+) -> None:
+    nodes = cluster().start(3)
+    room = nodes[0].create_room(files={"main.py": ""})
+    tokens = [nodes[0].token(room, "candidate" if i == 0 else "interviewer", f"P{i}")
+              for i in range(3)]  # fmt: skip
+    clients = [await YClient(nodes[i % 3].ws_url(room, tokens[i % 3])).connect() for i in range(6)]
+    for round_ in range(20):
+        for i, client in enumerate(clients):
+            await client.type("abcdef"[i])
+        await asyncio.sleep(0.005 * round_ % 3)
+    for client in clients:
+        await client.flush()
+    await eventually(lambda: len({c.text for c in clients}) == 1 and len(clients[0].text) == 120,
+                     timeout=15)  # fmt: skip
+    assert sorted(clients[0].text) == sorted("abcdef" * 20)
+
+    # Awareness (cursors) set on one node reaches the clients of the others.
+    await clients[0].send_awareness({"user": {"name": "P0"}, "cursor": 3})
+    await eventually(lambda: any(b"P0" in s for s in clients[2].awareness.values()))
+
+    # Presence and chat, whichever node each person is on.
+    controls = [await ControlClient(nodes[i].url, tokens[i]).connect() for i in range(3)]
+
+    def names(c: ControlClient) -> set[str]:
+        return {p["name"] for p in c.presence()} if c.events["presence"] else set()
+
+    await eventually(lambda: all(names(c) == {"P0", "P1", "P2"} for c in controls), timeout=15)
+    assert (await controls[1].call("chat", {"text": "hello from n1"}))["ok"]
+    for control in controls:
+        await control.wait_for("chat")
+        assert control.events["chat"][-1]["text"] == "hello from n1"
+    await controls[2].close()
+    await eventually(lambda: names(controls[0]) == {"P0", "P1"}, timeout=20)
+    for control in controls[:2]:
+        await control.close()
+
+    history = await nodes[0].history(room)
+    assert_logged_once(history)
+    final = files_of(load_doc([e.update for e in history]))["main.py"]
+    assert sorted(final) == sorted(clients[0].text)
+    for client in clients:
+        await client.close()
+
+
+async def test_a_node_killed_while_its_clients_type_loses_nothing(
+    cluster: Callable[..., Nodes],
+) -> None:
+    nodes = cluster().start(3)
+    room = nodes[0].create_room(files={"main.py": ""})
+    tokens = [nodes[0].token(room, "interviewer", f"T{i}") for i in range(6)]
+    clients = [await YClient(nodes[i % 3].ws_url(room, tokens[i])).connect() for i in range(6)]
+    stop = asyncio.Event()
+    counts = [[0] for _ in clients]
+    tasks = [asyncio.create_task(keep_connected(c, nodes, room, tokens[i], stop))
+             for i, c in enumerate(clients)]  # fmt: skip
+    typing = [asyncio.create_task(type_steadily(c, "uvwxyz"[i], counts[i], stop))
+              for i, c in enumerate(clients)]  # fmt: skip
+    await asyncio.sleep(1.5)
+    nodes[1].kill()
+    await asyncio.sleep(2.0)  # its clients move to the others and keep typing
+    stop.set()
+    await asyncio.gather(*typing)
+    await eventually(lambda: all(c.connected and c.synced.is_set() for c in clients), timeout=30)
+    for c in clients:
+        await c.flush()
+    await eventually(lambda: len({c.text for c in clients}) == 1, timeout=20)
+    text = clients[0].text
+    for i, letter in enumerate("uvwxyz"):
+        assert text.count(letter) == counts[i][0], (letter, text.count(letter), counts[i][0])
+    for task in tasks:
+        task.cancel()
+
+    await asyncio.sleep(0.5)
+    history = await nodes[0].history(room)
+    assert_logged_once(history)
+    assert files_of(load_doc([e.update for e in history]))["main.py"] == text
+    for client in clients:
+        await client.close()
+
+
+async def test_redis_stopped_and_restarted_loses_nothing(
+    cluster: Callable[..., Nodes],
+) -> None:
+    redis = RedisProcess()
+    redis.start()
+    try:
+        await _redis_outage(cluster(redis.url), redis)
+    finally:
+        if redis.proc is not None and redis.proc.poll() is None:
+            redis.kill()
+
+
+async def _redis_outage(group: Nodes, redis: RedisProcess) -> None:
+    nodes = group.start(2)
+    room = nodes[0].create_room(files={"main.py": ""})
+    tokens = [nodes[0].token(room, "interviewer", f"R{i}") for i in range(2)]
+    clients = [await YClient(nodes[i].ws_url(room, tokens[i])).connect() for i in range(2)]
+    for client, letter in zip(clients, "ab", strict=True):
+        await client.type(letter * 5)
+        await client.flush()
+    await eventually(lambda: len({c.text for c in clients}) == 1 and len(clients[0].text) == 10)
+
+    redis.kill()
+
+    def health(node: ServerProcess) -> dict[str, Any]:
+        return httpx.get(node.url + "/healthz", timeout=5).json()  # type: ignore[no-any-return]
+
+    await eventually(lambda: all(health(n).get("redis") == "unreachable" for n in nodes))
+    assert httpx.get(nodes[0].url + "/healthz").status_code == 503
+    # A newcomer is refused with the reason; those connected keep editing on their node.
+    newcomer = await YClient(nodes[1].ws_url(room, tokens[1])).connect()
+    code, reason = await newcomer.wait_closed()
+    assert code == 4503 and reason is not None and "Redis" in reason
+    for client, letter in zip(clients, "cd", strict=True):
+        await client.type(letter * 5)
+        await client.flush()
+
+    redis.start()
+    await eventually(lambda: all(health(n).get("redis") == "ok" for n in nodes), timeout=20)
+    await eventually(lambda: len({c.text for c in clients}) == 1 and len(clients[0].text) == 20,
+                     timeout=20)  # fmt: skip
+    history = await nodes[0].history(room)
+    assert_logged_once(history)
+    assert files_of(load_doc([e.update for e in history]))["main.py"] == clients[0].text
+    for client in clients:
+        await client.close()
