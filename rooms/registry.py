@@ -215,7 +215,7 @@ class RoomRegistry:
 
     # -- cluster mode ------------------------------------------------------------------------
 
-    def committed(self, entries: list[LogEntry]) -> None:
+    async def committed(self, entries: list[LogEntry]) -> None:
         """The log numbered this node's entries: tell their rooms."""
         seqs: dict[str, list[int]] = {}
         for entry in entries:
@@ -223,7 +223,7 @@ class RoomRegistry:
         for key, numbers in seqs.items():
             room = self._live.get(key)
             if room is not None:
-                room.own_numbered(numbers)
+                await room.own_numbered(numbers)
 
     async def remote_entries(self, key: str, entries: list[LogEntry]) -> None:
         """Entries another node committed, for a document this node holds."""

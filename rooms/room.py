@@ -325,13 +325,15 @@ class Room:
 
     # -- cluster mode ------------------------------------------------------------------------
 
-    def own_numbered(self, seqs: list[int]) -> None:
-        """The log numbered entries this room appended (in the order it appended them)."""
+    async def own_numbered(self, seqs: list[int]) -> None:
+        """The log numbered entries this room appended (in the order it appended them).
+        Other nodes' entries that came in meanwhile, waiting behind these, are applied now."""
         self._unnumbered = max(0, self._unnumbered - len(seqs))
         for seq in seqs:
             if seq > self.seq:
                 self._ahead[seq] = None
-        self._advance_applied()
+        for entry in self._advance_applied():
+            await self._apply_committed(entry)
         self._snapshot_if_exact()
 
     async def apply_remote(self, entries: list[LogEntry]) -> None:

@@ -159,9 +159,7 @@ def build_services(settings: Settings) -> Services:
         if settings.clustered
         else None
     )
-    update_log = UpdateLog(
-        store, settings.log_commit_window_ms / 1000, numbered=cluster is not None
-    )
+    update_log = UpdateLog(store, settings.commit_window_s, numbered=cluster is not None)
     policy = RoomPolicy(
         snapshots=SnapshotPolicy(settings.snapshot_every_updates, settings.snapshot_every_seconds),
         idle_evict_seconds=settings.room_idle_seconds,
@@ -238,7 +236,7 @@ def connect_cluster(services: Services, cluster: Cluster) -> None:
     registry = services.registry
 
     async def committed(entries: list[LogEntry]) -> None:
-        registry.committed(entries)
+        await registry.committed(entries)
         await cluster.publish_entries(entries)
 
     services.update_log.on_committed = committed

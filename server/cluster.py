@@ -118,7 +118,12 @@ class Cluster:
         return self.healthy
 
     def status(self) -> dict[str, Any]:
-        return {"node": self.node_id, "redis": "ok" if self.healthy else "unreachable"}
+        owned = sum(1 for owner in self.owners.values() if owner == self.node_id)
+        return {
+            "node": self.node_id,
+            "redis": "ok" if self.healthy else "unreachable",
+            "rooms_owned": owned,
+        }
 
     # -- documents -----------------------------------------------------------------------------
 
@@ -331,7 +336,7 @@ class Cluster:
                 self._down(e)
             finally:
                 try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
                 except Exception:
                     pass
             await asyncio.sleep(HEARTBEAT_S)

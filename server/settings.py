@@ -45,6 +45,7 @@ class Settings:
     max_token_ttl_seconds: int
     max_message_bytes: int
     log_commit_window_ms: int
+    cluster_commit_window_ms: int
     snapshot_every_updates: int
     snapshot_every_seconds: float
     room_idle_seconds: float
@@ -110,6 +111,13 @@ class Settings:
     def clustered(self) -> bool:
         """Cluster mode: several nodes share PostgreSQL and Redis (``redis_url`` is set)."""
         return bool(self.redis_url)
+
+    @property
+    def commit_window_s(self) -> float:
+        """The update log's group-commit window: shorter in a cluster, where other nodes'
+        clients see an update only once it is committed."""
+        window = self.cluster_commit_window_ms if self.clustered else self.log_commit_window_ms
+        return window / 1000
 
     @property
     def node_name(self) -> str:
@@ -206,6 +214,8 @@ def _parse(key: str, raw: str, type_name: Any) -> Any:
 def _validate(s: Settings) -> None:
     if not 0 <= s.log_commit_window_ms <= 50:
         raise SettingsError("log_commit_window_ms must be between 0 and 50")
+    if not 0 <= s.cluster_commit_window_ms <= 50:
+        raise SettingsError("cluster_commit_window_ms must be between 0 and 50")
     if s.max_message_bytes < 1024:
         raise SettingsError("max_message_bytes must be at least 1024")
     if s.snapshot_every_updates < 1 or s.snapshot_every_seconds <= 0:

@@ -19,11 +19,14 @@ import httpx
 import pytest
 from conftest import ServerProcess, eventually, free_port
 from control import ControlClient
-from pycrdt import Doc
+from pycrdt import Array, Doc
 from yclient import YClient
 
-from rooms.document import files_of, load_doc
-from rooms.types import LogEntry
+from rooms.document import files_of, initial_update, load_doc
+from rooms.protocol import SyncType, encode_sync
+from rooms.room import Room, SnapshotPolicy
+from rooms.types import EntryKind, LogEntry, Participant, Role, RoomInfo, RoomKind
+from rooms.update_log import UpdateLog
 
 pytestmark = pytest.mark.cluster
 
@@ -80,7 +83,7 @@ class Nodes:
                 data, "postgres",
                 {"CLARITYHIRE_REDIS_URL": self.redis_url, "CLARITYHIRE_REDIS_PREFIX": self.prefix,
                  "CLARITYHIRE_NODE_ID": f"n{i}", "CLARITYHIRE_SECRET_KEY": self.secret,
-                 "CLARITYHIRE_LOG_COMMIT_WINDOW_MS": "2",
+                 "CLARITYHIRE_CLUSTER_COMMIT_WINDOW_MS": "2",
                  **{"CLARITYHIRE_" + k.upper(): v for k, v in env.items()}},
                 schema=self.schema,
             )  # fmt: skip
@@ -250,9 +253,6 @@ async def _redis_outage(group: Nodes, redis: RedisProcess) -> None:
 
     redis.kill()
 
-    def health(node: ServerProcess) -> dict[str, Any]:
-        return httpx.get(node.url + "/healthz", timeout=5).json()  # type: ignore[no-any-return]
-
     await eventually(lambda: all(health(n).get("redis") == "unreachable" for n in nodes))
     assert httpx.get(nodes[0].url + "/healthz").status_code == 503
     # A newcomer is refused with the reason; those connected keep editing on their node.
@@ -272,3 +272,105 @@ async def _redis_outage(group: Nodes, redis: RedisProcess) -> None:
     assert files_of(load_doc([e.update for e in history]))["main.py"] == clients[0].text
     for client in clients:
         await client.close()
+
+
+def health(node: ServerProcess) -> dict[str, Any]:
+    return httpx.get(node.url + "/healthz", timeout=5).json()  # type: ignore[no-any-return]
+
+
+def run_records(client: YClient) -> list[dict[str, Any]]:
+    return [
+        {**dict(record), "outputs": [dict(o) for o in record["outputs"]]}
+        for record in client.doc.get("outputs", type=Array)
+    ]
+
+
+def finished(client: YClient, count: int) -> bool:
+    runs = run_records(client)
+    return len(runs) >= count and all(r["status"] != "running" for r in runs[:count])
+
+
+async def test_code_runs_on_the_rooms_owner_and_on_the_next_one_when_it_dies(
+    cluster: Callable[..., Nodes],
+) -> None:
+    nodes = cluster().start(2, run_timeout_seconds="20")
+    room = nodes[0].create_room(files={"main.py": "print('first')\n"})
+    cal_token = nodes[0].token(room, "candidate", "Cal")
+    ivy_token = nodes[0].token(room, "interviewer", "Ivy")
+    # Cal arrives on n0, which takes the room's lease; Ivy is on n1.
+    cal = await YClient(nodes[0].ws_url(room, cal_token)).connect()
+    await eventually(lambda: health(nodes[0])["rooms_owned"] == 1)
+    ivy = await YClient(nodes[1].ws_url(room, ivy_token)).connect()
+    ivy_control = await ControlClient(nodes[1].url, ivy_token).connect()
+
+    # Cal's newest line, typed on n0, is in the run Ivy starts on n1: n0 runs it.
+    await cal.type("print('typed on n0')\n")
+    assert await ivy_control.call("run", {"file": "main.py"}) == {"ok": True}
+    await eventually(lambda: finished(ivy, 1), timeout=60)
+    [first] = run_records(ivy)
+    assert first["status"] == "ok", first
+    assert "".join(o.get("text", "") for o in first["outputs"]) == "first\ntyped on n0\n"
+    assert health(nodes[1])["rooms_owned"] == 0
+
+    nodes[0].kill()
+    # The next run from n1 waits out the dead node's heartbeat, takes the room over and runs
+    # in a fresh kernel there; the room is told.
+    answer = await ivy_control.call("run", {"file": "main.py", "code": "print(6 * 7)"})
+    assert answer == {"ok": True}, answer
+    await eventually(lambda: finished(ivy, 2), timeout=60)
+    second = run_records(ivy)[1]
+    assert second["status"] == "ok" and second["outputs"][0]["text"] == "42\n", second
+    assert health(nodes[1])["rooms_owned"] == 1
+    await ivy_control.wait_for("notice")
+    assert "fresh kernel" in ivy_control.events["notice"][-1]["text"]
+    moved = await nodes[1].events(room, ("kernel.moved",))
+    assert [e.data["from"] for e in moved] == ["n0"]
+    await ivy_control.close()
+    await ivy.close()
+
+
+class ListeningPeer:
+    """A connection of the room below, keeping what it is sent."""
+
+    def __init__(self, name: str) -> None:
+        self.participant = Participant(f"p_{name}", name, Role.INTERVIEWER)
+        self.awareness_ids: set[int] = set()
+        self.sent: list[bytes] = []
+
+    async def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        pass
+
+
+def typed(doc: Doc, text: str) -> bytes:
+    """The update of typing ``text`` at the end of main.py."""
+    before = doc.get_state()
+    main = doc["files"]["main.py"]
+    main.insert(len(str(main)), text)
+    return doc.get_update(before)
+
+
+async def test_another_nodes_entry_waiting_behind_ours_is_applied_when_ours_is_numbered() -> None:
+    # One room, held by this node and another. Ours is committed as entry 2, but the other
+    # node's entry 3 is announced before this node hears that number: it waits, then must be
+    # applied (a node that skipped it would never show anything the others typed after it).
+    info = RoomInfo("r1", RoomKind.LIVE, "python", 1_000)
+    seed = initial_update(info, {"main.py": ""})
+    ours, theirs = load_doc([seed]), load_doc([seed])
+    room = Room(info, "r1", load_doc([seed]), 1, 0, UpdateLog(None, 0.0), SnapshotPolicy(500, 60))  # type: ignore[arg-type]
+    room.clustered = True
+    ada, ben = ListeningPeer("Ada"), ListeningPeer("Ben")
+    room.join(ada)
+    room.join(ben)
+
+    assert await room.apply_update(typed(ours, "a"), ada.participant, EntryKind.UPDATE, ada)
+    their_update = typed(theirs, "b")
+    await room.apply_remote([LogEntry("r1", 3, 2_000, "p_other", EntryKind.UPDATE, their_update)])
+    assert files_of(room.doc)["main.py"] == "a" and room.seq == 1  # 3 waits for 2
+
+    await room.own_numbered([2])
+    assert room.seq == 3
+    assert sorted(files_of(room.doc)["main.py"]) == ["a", "b"]
+    assert encode_sync(SyncType.UPDATE, their_update) in ada.sent
