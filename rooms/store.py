@@ -172,8 +172,7 @@ class SqlStore:
             driver = (await conn.get_raw_connection()).driver_connection
             assert driver is not None
             async with driver.transaction():
-                for key in keys:
-                    await driver.execute(_LOCK_DOCUMENT, key)
+                await driver.execute(_LOCK_DOCUMENTS, keys)
                 heads = dict(await driver.fetch(_HEADS, keys)) if keys else {}
                 for e in entries:
                     seq = heads.get(e.room_id, 0) + 1
@@ -437,7 +436,12 @@ _POSTGRES_INSERTS = {
 }
 
 # Cluster mode: one writer per document at a time, for the length of a commit.
-_LOCK_DOCUMENT = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+# One round trip for every document of a commit, locked in key order (the subquery's order,
+# which PostgreSQL keeps for a plain projection), so two nodes cannot deadlock.
+_LOCK_DOCUMENTS = (
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))"
+    " FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS ordered"
+)
 _HEADS = "SELECT room_id, max(seq) FROM updates WHERE room_id = ANY($1::text[]) GROUP BY room_id"
 
 
