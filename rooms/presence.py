@@ -70,11 +70,20 @@ class Presence:
         people[participant.id] = Present(participant, colour_of(participant.id), now_us, 1)
         return True
 
-    def set_media(self, room_id: str, participant_id: str, media: dict[str, bool] | None) -> None:
-        """Whether a person is in the call, with microphone and camera on or off."""
+    def set_media(self, room_id: str, participant_id: str, media: dict[str, bool] | None) -> bool:
+        """Whether a person is in the call, with microphone and camera on or off; returns
+        whether the person is here."""
         present = self._rooms.get(room_id, {}).get(participant_id)
         if present is not None:
             present.media = media
+        return present is not None
+
+    def clear_media(self, room_id: str) -> list[str]:
+        """Nobody here is in the room's call any more; returns who was."""
+        in_call = [p for p in self._rooms.get(room_id, {}).values() if p.media is not None]
+        for present in in_call:
+            present.media = None
+        return [p.participant.id for p in in_call]
 
     def depart(self, room_id: str, participant: Participant) -> None:
         """Count a lost connection; the last one starts the grace period."""

@@ -55,6 +55,8 @@ log = logging.getLogger("clarityhire.app")
 
 # Cluster mode: how often each node reads the log's heads for what no message announced.
 LOG_POLL_SECONDS = 1.0
+# Said to the people of a call whose node went away (the call lived there; see server/cluster.py).
+CALL_LOST = "the server that carried the call went away: join again"
 
 DEMO_FILES = {
     "main.py": (
@@ -122,6 +124,10 @@ class Services:
                         room.frozen = True
                 await self.execution.forget(room_id)
                 await self.media.end_call(room_id, "the round ended")
+        elif message["event"] == "call_presence":
+            await self.control.show_media(room_id, message["participant"], message["media"])
+        elif message["event"] == "call_lost":
+            await self.control.call_lost(room_id, CALL_LOST)
 
     async def lease_changed(self, room_id: str, previous: str | None, owner: str) -> None:
         """Cluster mode: the node that owns a room's kernel (and snapshots) changed."""
@@ -130,8 +136,9 @@ class Services:
         room = self.registry.live_room(room_id)
         if room is not None:
             room.takes_snapshots = owner == me
-        if previous == me:
-            await self.execution.forget(room_id)  # lost during a Redis outage: someone has it
+        if previous == me:  # lost during a Redis outage: someone else has it now
+            await self.execution.forget(room_id)
+            await self.media.end_call(room_id, CALL_LOST)
         elif owner == me and previous is not None:
             text = (
                 "The server running this room's code went away; code now runs on another "
@@ -142,6 +149,8 @@ class Services:
             )
             await self.control.notify(room_id, "notice", {"text": text})
             self.execution.prepare_soon(room_id)
+            await self.cluster.publish_bus({"room": room_id, "event": "call_lost"})
+            await self.control.call_lost(room_id, CALL_LOST)
             log.warning("room taken over", extra={"room": room_id, "from": previous})
 
 
@@ -191,6 +200,10 @@ def build_services(settings: Settings) -> Services:
         await store.append_event(TimelineEvent(room_id, now_us(), author, type_, data))
 
     async def show_media(room_id: str, participant_id: str, media: Any) -> None:
+        # In a cluster the call is on the room's owner; the person may be on any node.
+        if cluster is not None:
+            message = {"room": room_id, "event": "call_presence", "participant": participant_id}
+            await cluster.publish_bus({**message, "media": media})
         await control.show_media(room_id, participant_id, media)
 
     async def round_changed(room_id: str, round_: Round) -> None:
@@ -245,7 +258,8 @@ def connect_cluster(services: Services, cluster: Cluster) -> None:
     cluster.on_awareness = registry.remote_awareness
     cluster.on_reconnect = registry.catch_up_all
     cluster.on_lease = services.lease_changed
-    cluster.on_request = services.execution.handle_forwarded
+    cluster.services["kernel"] = services.execution.handle_forwarded
+    cluster.services["call"] = services.control.handle_forwarded_call
     cluster.on_bus = services.from_other_node
 
 
@@ -282,7 +296,7 @@ def media_config(settings: Settings) -> MediaConfig:
         ice_addresses=listed(settings.media_ice_addresses),
         record_solo=settings.media_record_solo,
         max_participants=settings.media_max_participants,
-        recordings_dir=settings.data_path / "recordings",
+        recordings_dir=settings.recordings_path,
     )
 
 

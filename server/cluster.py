@@ -12,11 +12,12 @@ Presence across nodes: each node publishes the people connected to it per room (
 expires unless refreshed, so a dead node's people disappear) and emits the merged list with a
 version number; clients keep the newest version.
 
-Room ownership: one node at a time runs a room's kernel (and takes its snapshots), by a lease
-in Redis that its holder renews while it has the room loaded. A node whose heartbeat key has
-expired has died: its leases go to the next node that asks. Requests for the kernel (run,
-interrupt, restart, input) made on another node are forwarded to the owner over its own
-channel and answered over the requester's.
+Room ownership: one node at a time runs a room's kernel and holds its call (and takes its
+snapshots), by a lease in Redis that its holder renews while it has the room loaded. A node
+whose heartbeat key has expired has died: its leases go to the next node that asks. Requests
+for the kernel (run, interrupt, restart, input) and the call (join, leave, signalling) made on
+another node are forwarded to the owner over its own channel and answered over the
+requester's (``on_owner``; ``services`` names the handlers).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ LEASE_TTL_MS = 10_000
 PRESENCE_TTL_S = 15
 PRESENCE_REFRESH_S = 5.0
 FORWARD_TIMEOUT_S = 15.0
+# How long a forwarded request waits for a dead owner's lease to become free (NODE_TTL_MS and
+# a heartbeat).
+NODE_DEATH_S = 3.5
 
 RemoteEntries = Callable[[str, list[LogEntry]], Awaitable[None]]
 RemoteAwareness = Callable[[str, bytes], Awaitable[None]]
@@ -81,7 +85,7 @@ class Cluster:
         self.on_awareness: RemoteAwareness | None = None
         self.on_reconnect: Callable[[], Awaitable[None]] | None = None
         self.on_lease: LeaseChanged | None = None
-        self.on_request: Handler | None = None
+        self.services: dict[str, Handler] = {}  # what forwarded requests may ask for
         self.on_bus: BusHandler | None = None
         self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
         self._acquire = self._redis.register_script(_ACQUIRE)
@@ -201,12 +205,29 @@ class Cluster:
         await self._seen_owner(room_id, owner)
         return owner
 
-    async def forward(self, node: str, request: dict[str, Any]) -> dict[str, Any]:
-        """Send a request to another node and return its answer."""
+    async def on_owner(self, room_id: str, service: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Have the room's owner handle a request (this node, if it is the owner) and return
+        its answer. An owner that does not answer has died if its heartbeat stops: wait for
+        that, then the lease comes here or goes to whoever asked first."""
+        owner = await self.owner(room_id)
+        if owner != self.node_id:
+            try:
+                return await self.forward(owner, service, request)
+            except OwnerUnreachable:
+                await asyncio.sleep(NODE_DEATH_S)
+                owner = await self.owner(room_id)
+        if owner == self.node_id:
+            return await self.services[service](request)
+        return await self.forward(owner, service, request)
+
+    async def forward(self, node: str, service: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Send a request for one of its ``services`` to another node; returns its answer."""
         request_id = secrets.token_hex(8)
         reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = reply
-        message = orjson.dumps({"id": request_id, "from": self.node_id, "request": request})
+        message = orjson.dumps(
+            {"id": request_id, "from": self.node_id, "service": service, "request": request}
+        )
         try:
             try:
                 receivers = await self._redis.publish(self._key("node", node, "inbox"), message)
@@ -401,8 +422,7 @@ class Cluster:
     async def _answer(self, body: dict[str, Any]) -> None:
         """Handle a request forwarded by another node and send back the answer."""
         try:
-            assert self.on_request is not None
-            answer = await self.on_request(body["request"])
+            answer = await self.services[body["service"]](body["request"])
         except Exception as e:
             log.exception("a forwarded request failed")
             answer = {"ok": False, "reason": f"the room's node failed: {type(e).__name__}"}

@@ -21,7 +21,14 @@ from typing import Any
 import orjson
 import socketio
 
-from rooms.errors import BadRequest, ClusterUnavailable, Forbidden, RateLimited, RoomError
+from rooms.errors import (
+    BadRequest,
+    ClusterUnavailable,
+    Conflict,
+    Forbidden,
+    RateLimited,
+    RoomError,
+)
 from rooms.presence import Presence
 from rooms.registry import RoomRegistry
 from rooms.room import now_us
@@ -29,7 +36,7 @@ from rooms.rounds import RoundKeeper
 from rooms.signals import parse_chat, parse_signal
 from rooms.store import Store
 from rooms.types import Participant, Role, RoomInfo, RoomKind, RoundState, TimelineEvent
-from server.cluster import CLUSTER_DOWN, Cluster
+from server.cluster import CLUSTER_DOWN, Cluster, OwnerUnreachable
 from server.execution import Execution
 from server.media import MAX_SDP_BYTES, MediaHub
 from server.settings import Settings
@@ -201,7 +208,7 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         conn = self._connections.pop(sid, None)
         if conn is not None:
             try:
-                await self.media.leave(conn.info, conn.participant, sid)
+                await self._in_call(conn, "leave", {})
             except Exception:  # a call's cleanup must not keep the person present
                 log.exception("leaving the call failed", extra={"room": conn.info.id})
             room_id = conn.info.id
@@ -284,38 +291,100 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _media_join(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
         audio, video = _media_flags(data)
         await self._check_not_ended(conn)
-        return await self.media.join(conn.info, conn.participant, conn.sid, audio, video)
+        return await self._in_call(conn, "join", {"audio": audio, "video": video})
 
     async def _media_leave(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
-        await self.media.leave(conn.info, conn.participant, conn.sid)
-        return {"ok": True}
+        return await self._in_call(conn, "leave", {})
 
     async def _media_state(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
         audio, video = _media_flags(data)
-        await self.media.set_state(conn.info, conn.participant, audio, video)
-        return {"ok": True}
+        return await self._in_call(conn, "state", {"audio": audio, "video": video})
 
     async def _media_recording(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict) or set(data) != {"on"} or not isinstance(data["on"], bool):
             raise BadRequest("a recording event is {'on': true | false}")
         if conn.info.kind != RoomKind.LIVE:
             raise Forbidden("only live rooms turn recording on and off")
-        return await self.media.set_recording(conn.info, conn.participant, data["on"])
+        return await self._in_call(conn, "recording", {"on": data["on"]})
 
     async def _media_fallback(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
-        return await self.media.fall_back_to_relay(conn.info, conn.participant)
+        return await self._in_call(conn, "fallback", {})
 
     async def _rtc(self, conn: ControlConnection, data: Any) -> dict[str, Any]:
         """``{"to": participant id | "server", "kind": "offer" | "answer" | "ice", "sdp" |
         "candidate", "link"?}``: passed to the other participant as ``rtc`` with ``from``."""
         if not isinstance(data, dict) or set(data) - {"to", "kind", "sdp", "candidate", "link"}:
             raise BadRequest("an rtc message is {'to', 'kind', 'sdp' | 'candidate', 'link'?}")
-        return await self.media.signal(conn.info, conn.participant, data)
+        return await self._in_call(conn, "rtc", data)
+
+    async def _in_call(
+        self, conn: ControlConnection, op: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Do a call operation where the room's call is: here, or (cluster mode) on the node
+        that owns the room, whose media hub answers and emits to this connection by its sid."""
+        if self.cluster is None:
+            return await self._call_here(conn.info, conn.participant, conn.sid, op, args)
+        who = conn.participant
+        request = {
+            "room": conn.info.id,
+            "who": {"id": who.id, "name": who.name, "role": who.role.value},
+            "sid": conn.sid,
+            "op": op,
+            "args": args,
+        }
+        try:
+            answer = await self.cluster.on_owner(conn.info.id, "call", request)
+        except OwnerUnreachable as e:
+            raise Conflict(f"the server holding this room's call is unreachable: {e}") from e
+        if not answer.get("ok"):
+            raise Conflict(str(answer.get("reason")))
+        return answer
+
+    async def handle_forwarded_call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Cluster mode: a call operation of a connection on another node (this one owns the
+        room); checked there for role and shape, like every event."""
+        try:
+            info = await self.registry.info(request["room"])
+            who = Participant(request["who"]["id"], request["who"]["name"],
+                              Role(request["who"]["role"]))  # fmt: skip
+            return await self._call_here(info, who, request["sid"], request["op"], request["args"])
+        except RoomError as e:
+            return {"ok": False, "reason": e.reason}
+
+    async def _call_here(
+        self, info: RoomInfo, who: Participant, sid: str, op: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        media = self.media
+        if op == "join":
+            return await media.join(info, who, sid, args["audio"], args["video"])
+        if op == "leave":
+            await media.leave(info, who, sid)
+        elif op == "state":
+            await media.set_state(info, who, args["audio"], args["video"])
+        elif op == "recording":
+            return await media.set_recording(info, who, args["on"])
+        elif op == "fallback":
+            return await media.fall_back_to_relay(info, who)
+        elif op == "rtc":
+            return await media.signal(info, who, args)
+        else:
+            raise BadRequest(f"unknown call operation {op!r}")
+        return {"ok": True}
 
     async def show_media(self, room_id: str, participant_id: str, media: Any) -> None:
-        """The media hub's voice in presence: who is in the call, muted or not."""
-        self.presence.set_media(room_id, participant_id, media)
-        await self.emit("presence", {"participants": self.presence.people(room_id)}, room=room_id)
+        """Who is in the call, muted or not, in presence (if the person is connected here:
+        in a cluster, every node hears of it and the person's own nodes say it)."""
+        if self.presence.set_media(room_id, participant_id, media):
+            await self._send_presence(room_id)
+
+    async def call_lost(self, room_id: str, reason: str) -> None:
+        """The node that held a room's call died: those here who were in it are told, and
+        presence no longer shows them in it."""
+        in_call = self.presence.clear_media(room_id)
+        for participant_id in in_call:
+            await self.emit_to(room_id, participant_id, "media_ended", {"reason": reason})
+        if in_call:
+            await self._send_presence(room_id)
 
     async def emit_to(
         self, room_id: str, participant_id: str, event: str, payload: dict[str, Any]

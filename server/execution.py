@@ -37,9 +37,6 @@ from server.settings import Settings
 
 log = logging.getLogger("clarityhire.execution")
 
-# How long a killed node keeps its leases (its heartbeat key's lifetime, and some).
-NODE_DEATH_S = 3.5
-
 # emit_to(room_id, participant_id, event, payload): tell one participant's connections.
 EmitTo = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
 
@@ -190,7 +187,7 @@ class Execution:
         owner = await self._owner_elsewhere(info)
         if owner is not None:
             await self.registry.log.flush()  # the owner reads the files from the log
-            await self._forward(owner, "run", info, who, {"file": file, "code": code})
+            await self._forward("run", info, who, {"file": file, "code": code})
             return
         kernel = self._kernel_for(info)
         room = await self.registry.open(info.id, fresh=True)
@@ -218,14 +215,14 @@ class Execution:
     async def interrupt(self, info: RoomInfo, who: Participant) -> bool:
         owner = await self._owner_elsewhere(info)
         if owner is not None:
-            return bool((await self._forward(owner, "interrupt", info, who, {}))["interrupted"])
+            return bool((await self._forward("interrupt", info, who, {}))["interrupted"])
         kernel = self._kernels.get(info.id)
         return kernel is not None and await kernel.interrupt()
 
     async def restart(self, info: RoomInfo, who: Participant) -> None:
         owner = await self._owner_elsewhere(info)
         if owner is not None:
-            await self._forward(owner, "restart", info, who, {})
+            await self._forward("restart", info, who, {})
             return
         kernel = self._kernels.get(info.id)
         if kernel is not None:
@@ -235,7 +232,7 @@ class Execution:
         """The value a run's ``input()`` asked its runner for."""
         owner = await self._owner_elsewhere(info)
         if owner is not None:
-            await self._forward(owner, "input", info, who, {"value": value})
+            await self._forward("input", info, who, {"value": value})
             return
         pending = self._inputs.get(info.id)
         if pending is None or pending.answer.done():
@@ -292,8 +289,9 @@ class Execution:
         return None if owner == self._cluster.node_id else owner
 
     async def _forward(
-        self, owner: str, op: str, info: RoomInfo, who: Participant, args: dict[str, Any]
+        self, op: str, info: RoomInfo, who: Participant, args: dict[str, Any]
     ) -> dict[str, Any]:
+        """Have the room's owner node do it (cluster mode)."""
         assert self._cluster is not None
         request = {
             "op": op,
@@ -302,20 +300,9 @@ class Execution:
             "args": args,
         }
         try:
-            answer = await self._cluster.forward(owner, request)
-        except OwnerUnreachable:
-            # A node that died keeps its lease until its heartbeat key expires: wait for
-            # that, then the lease comes here (or goes to whoever asked first).
-            await asyncio.sleep(NODE_DEATH_S)
-            new_owner = await self._owner_elsewhere(info)
-            try:
-                answer = await (
-                    self.handle_forwarded(request)
-                    if new_owner is None
-                    else self._cluster.forward(new_owner, request)
-                )
-            except OwnerUnreachable as e:
-                raise Conflict(f"the node running this room's code is unreachable: {e}") from e
+            answer = await self._cluster.on_owner(info.id, "kernel", request)
+        except OwnerUnreachable as e:
+            raise Conflict(f"the node running this room's code is unreachable: {e}") from e
         if not answer.get("ok"):
             raise Conflict(str(answer.get("reason")))
         return answer

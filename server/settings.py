@@ -84,6 +84,7 @@ class Settings:
     media_turn_password: str
     media_ice_addresses: str
     media_record_solo: bool
+    media_recordings_dir: str
     media_max_participants: int
     webhook_url: str
     webhook_secret: str
@@ -127,6 +128,13 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).resolve()
+
+    @property
+    def recordings_path(self) -> Path:
+        """Where calls are recorded: the setting, else ``<data_dir>/recordings``."""
+        if self.media_recordings_dir:
+            return Path(self.media_recordings_dir).resolve()
+        return self.data_path / "recordings"
 
     @property
     def base_url(self) -> str:

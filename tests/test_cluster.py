@@ -20,6 +20,7 @@ import pytest
 from conftest import ServerProcess, eventually, free_port
 from control import ControlClient
 from pycrdt import Array, Doc
+from rtcclient import CallClient
 from yclient import YClient
 
 from rooms.document import files_of, initial_update, load_doc
@@ -327,6 +328,58 @@ async def test_code_runs_on_the_rooms_owner_and_on_the_next_one_when_it_dies(
     assert [e.data["from"] for e in moved] == ["n0"]
     await ivy_control.close()
     await ivy.close()
+
+
+def media_of(client: ControlClient, participant_id: str) -> Any:
+    people = {p["id"]: p["media"] for p in client.presence()} if client.events["presence"] else {}
+    return people.get(participant_id, "absent")
+
+
+async def test_a_call_across_nodes_is_held_by_the_rooms_owner(
+    cluster: Callable[..., Nodes],
+) -> None:
+    nodes = cluster().start(2, media_ice_addresses="127.0.0.1")
+    room = nodes[0].create_room()
+    ivy_token, ivy_id = nodes[0].participant(room, "interviewer", "Ivy")
+    cal_token, cal_id = nodes[0].participant(room, "candidate", "Cal")
+    # Their pages: Ivy's on n0, which takes the room's lease, Cal's on n1.
+    ivy_doc = await YClient(nodes[0].ws_url(room, ivy_token)).connect()
+    await eventually(lambda: health(nodes[0])["rooms_owned"] == 1)
+    cal_doc = await YClient(nodes[1].ws_url(room, cal_token)).connect()
+    ivy = CallClient(await ControlClient(nodes[0].url, ivy_token).connect())
+    cal = CallClient(await ControlClient(nodes[1].url, cal_token).connect())
+    try:
+        await ivy.join()
+        answer = await cal.join()
+        # Cal joined through n1, and n0 told him Ivy is in the call: they connect directly.
+        assert [p["id"] for p in answer["peers"]] == [ivy_id]
+        for receiver, sender in ((ivy, cal_id), (cal, ivy_id)):
+            await eventually(
+                lambda r=receiver, s=sender: (
+                    r.frames_from(s, "video") >= 15 and r.frames_from(s, "audio") >= 15
+                ),
+                timeout=20,
+            )
+        # Both nodes show both people in the call, and a muted camera, in presence.
+        assert (await cal.control.call("media_state", {"audio": True, "video": False}))["ok"]
+        await eventually(lambda: media_of(ivy.control, cal_id) == {"audio": True, "video": False})
+        await eventually(lambda: media_of(cal.control, ivy_id) == {"audio": True, "video": True})
+
+        # The owner dies: Cal is told the call is over and joins again on n1, its new owner.
+        nodes[0].kill()
+        ended = await cal.control.wait_for("media_ended", timeout=20)
+        assert "join again" in ended[-1]["reason"]
+        await eventually(lambda: media_of(cal.control, cal_id) is None)
+        await cal.close()
+        again = await cal.control.call("media_join", {"audio": True, "video": True})
+        assert again["ok"] and again["peers"] == [], again
+        assert health(nodes[1])["rooms_owned"] == 1
+    finally:
+        for client in (ivy, cal):
+            await client.close()
+        await cal.control.close()
+        await cal_doc.close()
+        await ivy_doc.close()
 
 
 class ListeningPeer:
