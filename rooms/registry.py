@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -57,7 +58,8 @@ class RoomRegistry:
 
     A room is loaded from its newest snapshot plus the updates after it when someone opens it,
     and evicted (after a final snapshot and a flush of the log) once it has had no peers for
-    ``idle_evict_seconds``. Concurrent opens of one room share a single load.
+    ``idle_evict_seconds`` and is not ``in_use`` otherwise. Concurrent opens of one room share
+    a single load.
     """
 
     def __init__(
@@ -71,6 +73,9 @@ class RoomRegistry:
         self.log = update_log
         self.policy = policy
         self.fanout = fanout  # set in cluster mode
+        # Whether something else of a room lives here (cluster mode: its kernel or its call,
+        # whose node must keep the room loaded, and so its lease, while they last).
+        self.in_use: Callable[[str], bool] = lambda room_id: False
         self._live: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._evictions: dict[str, asyncio.Task[None]] = {}
@@ -297,9 +302,12 @@ class RoomRegistry:
         return room
 
     async def _evict_when_idle(self, room: Room) -> None:
-        await asyncio.sleep(self.policy.idle_evict_seconds)
-        if room.peers:
-            return
+        while True:
+            await asyncio.sleep(self.policy.idle_evict_seconds)
+            if room.peers:
+                return
+            if not self.in_use(room.id):
+                break
         # From here on the eviction cannot be cancelled: an open() waits for it and reloads.
         self._flushing.add(room.key)
         try:

@@ -253,6 +253,11 @@ def connect_cluster(services: Services, cluster: Cluster) -> None:
         await cluster.publish_entries(entries)
 
     services.update_log.on_committed = committed
+    # The owner keeps a room (and so its lease) while its kernel or call lives, even when its
+    # own last page has gone: the room's people on other nodes still use them.
+    registry.in_use = lambda room_id: (
+        services.execution.has_kernel(room_id) or services.media.has_call(room_id)
+    )
     services.execution.route_through(cluster)
     cluster.on_entries = registry.remote_entries
     cluster.on_awareness = registry.remote_awareness

@@ -176,6 +176,10 @@ class Execution:
         if self.pool is not None:
             await self.pool.close()
 
+    def has_kernel(self, room_id: str) -> bool:
+        """Whether a room's kernel runs on this node."""
+        return room_id in self._kernels
+
     async def forget(self, room_id: str) -> None:
         """A deleted room's kernel stops, with whatever it held."""
         kernel = self._kernels.pop(room_id, None)

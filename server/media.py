@@ -163,6 +163,11 @@ class MediaHub:
         self._calls: dict[str, Call] = {}
         self._tasks: set[asyncio.Future[None]] = set()
 
+    def has_call(self, room_id: str) -> bool:
+        """Whether anyone is in a room's call on this node."""
+        call = self._calls.get(room_id)
+        return call is not None and bool(call.members)
+
     def call_of(self, info: RoomInfo) -> Call:
         """The room's call, made on first use: recorded from the start in solo rooms."""
         call = self._calls.get(info.id)

@@ -21,6 +21,7 @@ from conftest import ServerProcess, eventually, free_port
 from control import ControlClient
 from pycrdt import Array, Doc
 from rtcclient import CallClient
+from test_crash import type_steadily
 from yclient import YClient
 
 from rooms.document import files_of, initial_update, load_doc
@@ -128,15 +129,6 @@ async def keep_connected(client: YClient, nodes: list[ServerProcess], room: str,
         await client.reconnect_until(loop.time() + 30)
 
 
-async def type_steadily(
-    client: YClient, letter: str, count: list[int], stop: asyncio.Event
-) -> None:
-    while not stop.is_set():
-        await client.type(letter)
-        count[0] += 1
-        await asyncio.sleep(0.01)
-
-
 def assert_logged_once(history: list[LogEntry]) -> None:
     """Sequence numbers 1..N, and no update that adds nothing to the ones before it (an
     update accepted twice, by two nodes, would)."""
@@ -205,7 +197,7 @@ async def test_a_node_killed_while_its_clients_type_loses_nothing(
     counts = [[0] for _ in clients]
     tasks = [asyncio.create_task(keep_connected(c, nodes, room, tokens[i], stop))
              for i, c in enumerate(clients)]  # fmt: skip
-    typing = [asyncio.create_task(type_steadily(c, "uvwxyz"[i], counts[i], stop))
+    typing = [asyncio.create_task(type_steadily(c, "uvwxyz"[i], counts[i], stop, 0.01))
               for i, c in enumerate(clients)]  # fmt: skip
     await asyncio.sleep(1.5)
     nodes[1].kill()
@@ -328,6 +320,36 @@ async def test_code_runs_on_the_rooms_owner_and_on_the_next_one_when_it_dies(
     assert [e.data["from"] for e in moved] == ["n0"]
     await ivy_control.close()
     await ivy.close()
+
+
+async def test_the_owner_keeps_the_kernel_when_its_own_last_page_leaves(
+    cluster: Callable[..., Nodes],
+) -> None:
+    # Rooms unused for a second leave memory; a lease lapses 10 s after its last renewal.
+    nodes = cluster().start(2, room_idle_seconds="1", run_timeout_seconds="20")
+    room = nodes[0].create_room(files={"main.py": ""})
+    ivy_token = nodes[0].token(room, "interviewer", "Ivy")
+    cal_token = nodes[0].token(room, "candidate", "Cal")
+    ivy = await YClient(nodes[0].ws_url(room, ivy_token)).connect()
+    await eventually(lambda: health(nodes[0])["rooms_owned"] == 1)
+    cal = await YClient(nodes[1].ws_url(room, cal_token)).connect()
+    cal_control = await ControlClient(nodes[1].url, cal_token).connect()
+    assert await cal_control.call("run", {"file": "main.py", "code": "x = 41"}) == {"ok": True}
+    await eventually(lambda: finished(cal, 1), timeout=60)
+
+    # Ivy closes her tab: n0 has no page of the room left, but its kernel still serves Cal.
+    await ivy.close()
+    await asyncio.sleep(12)
+    assert await cal_control.call("run", {"file": "main.py", "code": "print(x + 1)"}) == {
+        "ok": True
+    }
+    await eventually(lambda: finished(cal, 2), timeout=60)
+    second = run_records(cal)[1]
+    assert second["status"] == "ok" and second["outputs"][0]["text"] == "42\n", second
+    assert health(nodes[0])["rooms_owned"] == 1
+    assert await nodes[1].events(room, ("kernel.moved",)) == []
+    await cal_control.close()
+    await cal.close()
 
 
 def media_of(client: ControlClient, participant_id: str) -> Any:

@@ -22,13 +22,13 @@ async def keep_connected(client: YClient, stop: asyncio.Event) -> None:
 
 
 async def type_steadily(
-    client: YClient, letter: str, count: list[int], stop: asyncio.Event
+    client: YClient, letter: str, count: list[int], stop: asyncio.Event, pause: float = 0.005
 ) -> None:
-    """Type one character every few milliseconds, online or not."""
+    """Type one character every ``pause`` seconds, online or not, counting them."""
     while not stop.is_set():
         await client.type(letter)
         count[0] += 1
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(pause)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

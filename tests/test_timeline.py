@@ -193,6 +193,8 @@ async def test_deleting_a_room_leaves_nothing_behind(server: ServerProcess) -> N
     assert (await doc.wait_closed())[0] == 4404
     assert (await notes.wait_closed())[0] == 4404
     await eventually(lambda: not control.sio.connected)
+    for client in (doc, notes, control):  # closed by the server; release their sockets now
+        await client.close()
     assert server.api("GET", f"/api/rooms/{room}").status_code == 404
     assert server.api("DELETE", f"/api/rooms/{room}").status_code == 404
     await asyncio.sleep(1.5)  # anything still in flight would have been written by now
