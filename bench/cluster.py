@@ -45,6 +45,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from conftest import ServerProcess  # noqa: E402
 from yclient import YClient  # noqa: E402
 
+from server.settings import load_settings  # noqa: E402
+
 RESULTS = REPO / "bench/results/cluster.json"
 P99_TARGET_MS = 100.0
 
@@ -190,9 +192,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for node in nodes:
                     node.stop()
                 await nodes[0].drop_schema()
+    window = args.commit_window_ms
+    if window is None:
+        window = load_settings().cluster_commit_window_ms
     return {
         "capacity_rooms": capacity,
         "p99_target_ms": P99_TARGET_MS,
+        "cluster_commit_window_ms": window,
         "rows": [asdict(r) for r in rows],
     }
 
@@ -207,7 +213,7 @@ def print_row(row: Row) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rooms", default="25,50,100,200,300", help="room counts, ascending")
+    parser.add_argument("--rooms", default="25,50,100,200,300,400", help="room counts, ascending")
     parser.add_argument("--rate", type=float, default=10.0, help="updates/s per typist")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--seconds", type=float, default=10.0)
