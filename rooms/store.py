@@ -436,11 +436,12 @@ _POSTGRES_INSERTS = {
 }
 
 # Cluster mode: one writer per document at a time, for the length of a commit.
-# One round trip for every document of a commit, locked in key order (the subquery's order,
-# which PostgreSQL keeps for a plain projection), so two nodes cannot deadlock.
+# One round trip for every document of a commit, locked in byte order of the keys (the
+# subquery's order, which PostgreSQL keeps for a plain projection, whatever the database's
+# collation), so two nodes cannot deadlock.
 _LOCK_DOCUMENTS = (
     "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))"
-    " FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) AS ordered"
+    ' FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k COLLATE "C") AS ordered'
 )
 _HEADS = "SELECT room_id, max(seq) FROM updates WHERE room_id = ANY($1::text[]) GROUP BY room_id"
 

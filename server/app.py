@@ -55,6 +55,8 @@ log = logging.getLogger("clarityhire.app")
 
 # Cluster mode: how often each node reads the log's heads for what no message announced.
 LOG_POLL_SECONDS = 1.0
+# Cluster mode: how often a node looks for call members whose node died.
+CALL_SWEEP_SECONDS = 2.0
 # Said to the people of a call whose node went away (the call lived there; see server/cluster.py).
 CALL_LOST = "the server that carried the call went away: join again"
 
@@ -97,18 +99,19 @@ class Services:
             await self.cluster.publish_bus({"room": room_id, "event": "deleted"})
         await self.update_log.flush()
         await self.store.delete_room(room_id)
-        folder = self.media.config.recordings_dir / room_id
-        await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
         log.info("room deleted", extra={"room": room_id})
 
     async def close_room(self, room_id: str) -> None:
-        """Drop a deleted room from this node: connections, presence, call and kernel."""
+        """Drop a deleted room from this node: connections, presence, call, kernel and the
+        recordings this node made of it."""
         await self.registry.remove(room_id)  # from here on the room cannot be opened
         await self.control.close_room(room_id, "the room was deleted")
         self.presence.forget(room_id)
         self.rounds.forget(room_id)
         await self.media.end_call(room_id, "the room was deleted")
         await self.execution.forget(room_id)
+        folder = self.media.config.recordings_dir / room_id
+        await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
 
     async def from_other_node(self, message: dict[str, Any]) -> None:
         """Cluster mode: a room event another node announced (see ``round_changed``)."""
@@ -129,6 +132,19 @@ class Services:
         elif message["event"] == "call_lost":
             await self.control.call_lost(room_id, CALL_LOST)
 
+    async def sweep_calls(self, every_s: float) -> None:
+        """Cluster mode, forever: those in this node's calls whose connection was on a node
+        that died have left them (no leave ever comes from a dead node)."""
+        assert self.cluster is not None
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                nodes = self.media.member_nodes()
+                if nodes:
+                    await self.media.drop_members_on(await self.cluster.dead_nodes(nodes))
+            except Exception:
+                log.exception("sweeping the calls failed")
+
     async def lease_changed(self, room_id: str, previous: str | None, owner: str) -> None:
         """Cluster mode: the node that owns a room's kernel (and snapshots) changed."""
         assert self.cluster is not None
@@ -140,6 +156,9 @@ class Services:
             await self.execution.forget(room_id)
             await self.media.end_call(room_id, CALL_LOST)
         elif owner == me and previous is not None:
+            # Its call went with it: first of all, so that nobody who rejoins is told again.
+            await self.cluster.publish_bus({"room": room_id, "event": "call_lost"})
+            await self.control.call_lost(room_id, CALL_LOST)
             text = (
                 "The server running this room's code went away; code now runs on another "
                 "one, in a fresh kernel (earlier variables are gone)."
@@ -149,8 +168,6 @@ class Services:
             )
             await self.control.notify(room_id, "notice", {"text": text})
             self.execution.prepare_soon(room_id)
-            await self.cluster.publish_bus({"room": room_id, "event": "call_lost"})
-            await self.control.call_lost(room_id, CALL_LOST)
             log.warning("room taken over", extra={"room": room_id, "from": previous})
 
 
@@ -249,8 +266,8 @@ def connect_cluster(services: Services, cluster: Cluster) -> None:
     registry = services.registry
 
     async def committed(entries: list[LogEntry]) -> None:
+        await cluster.publish_entries(entries)  # the other nodes first: they wait on it
         await registry.committed(entries)
-        await cluster.publish_entries(entries)
 
     services.update_log.on_committed = committed
     # The owner keeps a room (and so its lease) while its kernel or call lives, even when its
@@ -316,10 +333,13 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         await check_aiortc_internals()
         await services.store.start()
         services.update_log.start()
-        follower = None
+        followers: list[asyncio.Task[None]] = []
         if services.cluster is not None:
             await services.cluster.start()
-            follower = asyncio.create_task(services.registry.follow_log(LOG_POLL_SECONDS))
+            followers = [
+                asyncio.create_task(services.registry.follow_log(LOG_POLL_SECONDS)),
+                asyncio.create_task(services.sweep_calls(CALL_SWEEP_SECONDS)),
+            ]
         await services.rounds.start()
         services.execution.start()
         if demo:
@@ -331,7 +351,7 @@ def create_app(settings: Settings, demo: bool = False) -> socketio.ASGIApp:
         try:
             yield
         finally:
-            if follower is not None:
+            for follower in followers:
                 follower.cancel()
             services.presence.close()
             await services.funnel.webhooks.close()

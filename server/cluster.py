@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from rooms.types import EntryKind, LogEntry
+from rooms.types import EntryKind, LogEntry, Participant, Role
 
 log = logging.getLogger("clarityhire.cluster")
 
@@ -55,18 +55,30 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 BusHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Take or renew a room's lease: free, held by this node, or held by a node whose heartbeat
-# key is gone (it died) -> this node's; otherwise the holder's name.
+# key is gone (it died) -> this node's; otherwise the holder's. Returns {owner, the dead holder
+# it replaced or ''}.
 _ACQUIRE = """
 local owner = redis.call('GET', KEYS[1])
+local replaced = ''
 if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. owner) == 0 then
+  replaced = owner
   owner = false
 end
 if not owner or owner == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return ARGV[1]
+  return {ARGV[1], replaced}
 end
-return owner
+return {owner, replaced}
 """
+
+
+def participant_json(who: Participant) -> dict[str, str]:
+    """A participant as a forwarded request carries them."""
+    return {"id": who.id, "name": who.name, "role": who.role.value}
+
+
+def participant_from(data: dict[str, str]) -> Participant:
+    return Participant(data["id"], data["name"], Role(data["role"]))
 
 
 class OwnerUnreachable(Exception):
@@ -149,9 +161,7 @@ class Cluster:
 
     def send_awareness(self, key: str, frame: bytes) -> None:
         """Relay an awareness frame to the other nodes, without waiting."""
-        task = asyncio.create_task(self.publish_awareness(key, frame))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        self._spawn(self.publish_awareness(key, frame))
 
     async def publish_entries(self, entries: list[LogEntry]) -> None:
         """Announce committed entries (grouped per document) to the other nodes."""
@@ -194,7 +204,7 @@ class Cluster:
         if not self.healthy:
             raise OwnerUnreachable("this node cannot reach Redis to find the room's owner")
         try:
-            held = await self._acquire(
+            held, replaced = await self._acquire(
                 keys=[self._key("lease", room_id)],
                 args=[self.node_id, LEASE_TTL_MS, self._key("node", "")],
             )
@@ -202,7 +212,7 @@ class Cluster:
         except Exception as e:
             self._down(e)
             raise OwnerUnreachable("this node cannot reach Redis to find the room's owner") from e
-        await self._seen_owner(room_id, owner)
+        self._seen_owner(room_id, owner, bytes(replaced).decode() or None)
         return owner
 
     async def on_owner(self, room_id: str, service: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +229,22 @@ class Cluster:
         if owner == self.node_id:
             return await self.services[service](request)
         return await self.forward(owner, service, request)
+
+    async def dead_nodes(self, nodes: set[str]) -> set[str]:
+        """Which of ``nodes`` have died (their heartbeat key expired); none while this node
+        cannot reach Redis to tell."""
+        names = sorted(nodes - {self.node_id})
+        if not names or not self.healthy:
+            return set()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.exists(self._key("node", name))
+                alive = await pipe.execute()
+        except Exception as e:
+            self._down(e)
+            return set()
+        return {name for name, up in zip(names, alive, strict=True) if not up}
 
     async def forward(self, node: str, service: str, request: dict[str, Any]) -> dict[str, Any]:
         """Send a request for one of its ``services`` to another node; returns its answer."""
@@ -243,12 +269,26 @@ class Cluster:
         finally:
             self._replies.pop(request_id, None)
 
-    async def _seen_owner(self, room_id: str, owner: str) -> None:
-        previous = self.owners.get(room_id)
+    def _seen_owner(self, room_id: str, owner: str, replaced: str | None) -> None:
+        # The dead holder this node just replaced, else the owner it saw last (if it holds
+        # the room).
+        previous = replaced or self.owners.get(room_id)
         if room_id in self._rooms:
             self.owners[room_id] = owner
         if previous != owner and self.on_lease is not None:
-            await self.on_lease(room_id, previous, owner)
+            # Not on the heartbeat's task: a slow handler must not make this node look dead.
+            self._spawn(self.on_lease(room_id, previous, owner))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("cluster work in the background failed")
+
+        task = asyncio.create_task(run())
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     async def _renew_leases(self) -> None:
         for room_id in list(self._rooms):
@@ -256,8 +296,6 @@ class Cluster:
                 await self.owner(room_id)
             except OwnerUnreachable:
                 return
-            except Exception:
-                log.exception("a lease change could not be handled", extra={"room": room_id})
 
     # -- presence ------------------------------------------------------------------------------
 
@@ -390,9 +428,7 @@ class Cluster:
                 if reply is not None and not reply.done():
                     reply.set_result(body["answer"])
             else:
-                task = asyncio.create_task(self._answer(body))
-                self._sends.add(task)
-                task.add_done_callback(self._sends.discard)
+                self._spawn(self._answer(body))
             return
         if body.get("n") == self.node_id:
             return

@@ -36,7 +36,13 @@ from rooms.rounds import RoundKeeper
 from rooms.signals import parse_chat, parse_signal
 from rooms.store import Store
 from rooms.types import Participant, Role, RoomInfo, RoomKind, RoundState, TimelineEvent
-from server.cluster import CLUSTER_DOWN, Cluster, OwnerUnreachable
+from server.cluster import (
+    CLUSTER_DOWN,
+    Cluster,
+    OwnerUnreachable,
+    participant_from,
+    participant_json,
+)
 from server.execution import Execution
 from server.media import MAX_SDP_BYTES, MediaHub
 from server.settings import Settings
@@ -73,6 +79,7 @@ class ControlConnection:
     info: RoomInfo
     buckets: dict[str, TokenBucket]
     refusals: deque[float] = field(default_factory=deque)
+    in_call: bool = False  # joined the room's call (so leaving it needs saying)
 
 
 Handler = Callable[[ControlConnection, Any], Awaitable[dict[str, Any]]]
@@ -208,7 +215,8 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         conn = self._connections.pop(sid, None)
         if conn is not None:
             try:
-                await self._in_call(conn, "leave", {})
+                if conn.in_call:
+                    await self._in_call(conn, "leave", {})
             except Exception:  # a call's cleanup must not keep the person present
                 log.exception("leaving the call failed", extra={"room": conn.info.id})
             room_id = conn.info.id
@@ -323,40 +331,58 @@ class ControlNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         """Do a call operation where the room's call is: here, or (cluster mode) on the node
         that owns the room, whose media hub answers and emits to this connection by its sid."""
         if self.cluster is None:
-            return await self._call_here(conn.info, conn.participant, conn.sid, op, args)
-        who = conn.participant
-        request = {
-            "room": conn.info.id,
-            "who": {"id": who.id, "name": who.name, "role": who.role.value},
-            "sid": conn.sid,
-            "op": op,
-            "args": args,
-        }
-        try:
-            answer = await self.cluster.on_owner(conn.info.id, "call", request)
-        except OwnerUnreachable as e:
-            raise Conflict(f"the server holding this room's call is unreachable: {e}") from e
-        if not answer.get("ok"):
-            raise Conflict(str(answer.get("reason")))
+            answer = await self._call_here(conn.info, conn.participant, conn.sid, None, op, args)
+        else:
+            who = conn.participant
+            request = {
+                "room": conn.info.id,
+                "who": participant_json(who),
+                "sid": conn.sid,
+                "node": self.cluster.node_id,
+                "op": op,
+                "args": args,
+            }
+            try:
+                answer = await self.cluster.on_owner(conn.info.id, "call", request)
+            except OwnerUnreachable as e:
+                raise Conflict(f"the server holding this room's call is unreachable: {e}") from e
+            if not answer.get("ok"):
+                raise Conflict(str(answer.get("reason")))
+        if op in ("join", "leave"):
+            conn.in_call = op == "join"
         return answer
 
     async def handle_forwarded_call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Cluster mode: a call operation of a connection on another node (this one owns the
-        room); checked there for role and shape, like every event."""
+        """Cluster mode: a call operation of a connection on some node (this one owns the
+        room). The connection's node checked its role and payload, like every event's."""
         try:
             info = await self.registry.info(request["room"])
-            who = Participant(request["who"]["id"], request["who"]["name"],
-                              Role(request["who"]["role"]))  # fmt: skip
-            return await self._call_here(info, who, request["sid"], request["op"], request["args"])
+            who = participant_from(request["who"])
+            assert self.cluster is not None
+            node = request["node"] if request["node"] != self.cluster.node_id else None
+            return await self._call_here(
+                info, who, request["sid"], node, request["op"], request["args"]
+            )
         except RoomError as e:
             return {"ok": False, "reason": e.reason}
 
     async def _call_here(
-        self, info: RoomInfo, who: Participant, sid: str, op: str, args: dict[str, Any]
+        self,
+        info: RoomInfo,
+        who: Participant,
+        sid: str,
+        node: str | None,
+        op: str,
+        args: dict[str, Any],
     ) -> dict[str, Any]:
+        """A call operation on this node's media hub; ``node`` is the connection's, if it is
+        another one."""
         media = self.media
         if op == "join":
-            return await media.join(info, who, sid, args["audio"], args["video"])
+            if self.cluster is not None:
+                # The owner holds the room (and its lease) while the call lasts.
+                self.registry.release(await self.registry.open(info.id))
+            return await media.join(info, who, sid, args["audio"], args["video"], node)
         if op == "leave":
             await media.leave(info, who, sid)
         elif op == "state":

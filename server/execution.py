@@ -31,8 +31,8 @@ from rooms.document import files_of
 from rooms.errors import BadRequest, Conflict, RoomError
 from rooms.outputs import RoomOutputs
 from rooms.registry import RoomRegistry
-from rooms.types import Participant, Role, RoomInfo, Round, RoundState
-from server.cluster import Cluster, OwnerUnreachable
+from rooms.types import Participant, RoomInfo, Round, RoundState
+from server.cluster import Cluster, OwnerUnreachable, participant_from, participant_json
 from server.settings import Settings
 
 log = logging.getLogger("clarityhire.execution")
@@ -262,8 +262,7 @@ class Execution:
         """Cluster mode: a kernel request another node forwarded to this one, the owner."""
         try:
             info = await self.registry.info(request["room"])
-            who = Participant(request["who"]["id"], request["who"]["name"],
-                              Role(request["who"]["role"]))  # fmt: skip
+            who = participant_from(request["who"])
             args = request["args"]
             op = request["op"]
             if op == "run":
@@ -300,7 +299,7 @@ class Execution:
         request = {
             "op": op,
             "room": info.id,
-            "who": {"id": who.id, "name": who.name, "role": who.role.value},
+            "who": participant_json(who),
             "args": args,
         }
         try:

@@ -125,6 +125,7 @@ class CallMember:
     sid: str
     audio: bool
     video: bool
+    node: str | None = None  # cluster mode: the node of the member's connection, if another
 
 
 @dataclass(slots=True)
@@ -168,6 +169,16 @@ class MediaHub:
         call = self._calls.get(room_id)
         return call is not None and bool(call.members)
 
+    def member_nodes(self) -> set[str]:
+        """The other nodes that the members of this node's calls are connected to."""
+        return {m.node for c in self._calls.values() for m in c.members.values() if m.node}
+
+    async def drop_members_on(self, dead: set[str]) -> None:
+        """Those whose connection was on a node that died have left the call."""
+        for call in list(self._calls.values()):
+            for member in [m for m in call.members.values() if m.node in dead]:
+                await self.leave(call.info, member.participant, member.sid)
+
     def call_of(self, info: RoomInfo) -> Call:
         """The room's call, made on first use: recorded from the start in solo rooms."""
         call = self._calls.get(info.id)
@@ -180,9 +191,16 @@ class MediaHub:
     # -- participants --------------------------------------------------------------------------
 
     async def join(
-        self, info: RoomInfo, who: Participant, sid: str, audio: bool, video: bool
+        self,
+        info: RoomInfo,
+        who: Participant,
+        sid: str,
+        audio: bool,
+        video: bool,
+        node: str | None = None,
     ) -> dict[str, Any]:
-        """Enter the call; the answer tells the client how to connect and to whom."""
+        """Enter the call; the answer tells the client how to connect and to whom. ``node``:
+        the node of the connection ``sid``, when it is not this one (cluster mode)."""
         call = self.call_of(info)
         async with call.lock:
             previous = call.members.get(who.id)
@@ -191,7 +209,7 @@ class MediaHub:
             if previous is not None and previous.sid != sid:
                 await self.emit(previous.sid, "media_ended", {"reason": "joined from elsewhere"})
                 await self._drop(call, who.id)
-            call.members[who.id] = CallMember(who, sid, audio, video)
+            call.members[who.id] = CallMember(who, sid, audio, video, node)
             others = [m for pid, m in call.members.items() if pid != who.id]
         await self.presence(info.id, who.id, {"audio": audio, "video": video})
         for other in others:
@@ -286,7 +304,8 @@ class MediaHub:
         if call is None:
             return
         async with call.lock:
-            for member in list(call.members.values()):
+            members = list(call.members.values())
+            for member in members:
                 await self.emit(member.sid, "media_ended", {"reason": reason})
             # Everyone's, members or not (an uplink may have raced a leave).
             for pid in {*call.members, *call.uplinks, *call.recordings}:
@@ -294,6 +313,8 @@ class MediaHub:
             for pc in list(call.downlinks.values()):
                 await pc.close()
             call.downlinks.clear()
+        for member in members:
+            await self.presence(room_id, member.participant.id, None)
 
     async def close(self) -> None:
         for room_id in list(self._calls):

@@ -320,6 +320,7 @@ async def test_code_runs_on_the_rooms_owner_and_on_the_next_one_when_it_dies(
     assert [e.data["from"] for e in moved] == ["n0"]
     await ivy_control.close()
     await ivy.close()
+    await cal.close()
 
 
 async def test_the_owner_keeps_the_kernel_when_its_own_last_page_leaves(
@@ -350,6 +351,18 @@ async def test_the_owner_keeps_the_kernel_when_its_own_last_page_leaves(
     assert await nodes[1].events(room, ("kernel.moved",)) == []
     await cal_control.close()
     await cal.close()
+
+
+async def hang_up(calls: list[CallClient], docs: list[YClient]) -> None:
+    """Close every peer, socket and document client, also those whose node was killed."""
+    for call in calls:
+        await call.control.close()  # no more signalling, so no new peer after this
+    await asyncio.sleep(0.5)  # the signalling being handled finishes
+    for call in calls:
+        await call.close()
+    for doc in docs:
+        await doc.close()
+    await asyncio.sleep(0.5)  # aiortc closes its ICE transports on the next turns of the loop
 
 
 def media_of(client: ControlClient, participant_id: str) -> Any:
@@ -397,11 +410,33 @@ async def test_a_call_across_nodes_is_held_by_the_rooms_owner(
         assert again["ok"] and again["peers"] == [], again
         assert health(nodes[1])["rooms_owned"] == 1
     finally:
-        for client in (ivy, cal):
-            await client.close()
-        await cal.control.close()
-        await cal_doc.close()
-        await ivy_doc.close()
+        await hang_up([ivy, cal], [cal_doc, ivy_doc])
+
+
+async def test_call_members_on_a_node_that_dies_leave_the_call(
+    cluster: Callable[..., Nodes],
+) -> None:
+    nodes = cluster().start(2, media_ice_addresses="127.0.0.1")
+    room = nodes[0].create_room()
+    ivy_token, ivy_id = nodes[0].participant(room, "interviewer", "Ivy")
+    cal_token, cal_id = nodes[0].participant(room, "candidate", "Cal")
+    ian_token, _ = nodes[0].participant(room, "interviewer", "Ian")
+    ivy_doc = await YClient(nodes[0].ws_url(room, ivy_token)).connect()
+    await eventually(lambda: health(nodes[0])["rooms_owned"] == 1)
+    ivy = CallClient(await ControlClient(nodes[0].url, ivy_token).connect())
+    cal = CallClient(await ControlClient(nodes[1].url, cal_token).connect())
+    ian = CallClient(await ControlClient(nodes[0].url, ian_token).connect())
+    try:
+        await ivy.join()
+        await cal.join()
+        await eventually(lambda: cal_id in ivy.peers)
+        # Cal's node dies: no leave can come from it, yet he leaves the call on the owner.
+        nodes[1].kill()
+        await eventually(lambda: cal_id not in ivy.peers, timeout=15)
+        answer = await ian.join()
+        assert [p["id"] for p in answer["peers"]] == [ivy_id]
+    finally:
+        await hang_up([ivy, ian, cal], [ivy_doc])
 
 
 class ListeningPeer:
