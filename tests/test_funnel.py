@@ -382,12 +382,18 @@ class ModelEndpoint:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.server: asyncio.Server | None = None
         self.port = 0
 
     async def start(self) -> ModelEndpoint:
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
         return self
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).decode().split("\r\n")
@@ -479,6 +485,7 @@ async def test_model_review_then_design_and_behavioural_rounds(
     doc = await YClient(server.ws_url(values["room_id"], token)).connect()
     assert "production incident" in str(doc.files["agenda.md"])
     await doc.close()
+    await model.close()
 
 
 def test_invite_checks_everyone_first_and_shows_progress(
