@@ -286,7 +286,7 @@ class Execution:
         if self.disabled_reason is not None or self.pool is None:
             raise Conflict(f"code execution is disabled on this server: {self.disabled_reason}")
         try:
-            owner = await self._cluster.owner(info.id)
+            owner = await self._cluster.known_owner(info.id)
         except OwnerUnreachable as e:
             raise Conflict(f"cannot reach the cluster: {e}") from e
         return None if owner == self._cluster.node_id else owner

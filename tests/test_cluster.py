@@ -283,6 +283,13 @@ def finished(client: YClient, count: int) -> bool:
     return len(runs) >= count and all(r["status"] != "running" for r in runs[:count])
 
 
+async def first_page(node: ServerProcess, room: str, token: str) -> YClient:
+    """A page on ``node``, the first to load the room: that node takes the room's lease."""
+    page = await YClient(node.ws_url(room, token)).connect()
+    await eventually(lambda: health(node)["rooms_owned"] == 1)
+    return page
+
+
 async def test_code_runs_on_the_rooms_owner_and_on_the_next_one_when_it_dies(
     cluster: Callable[..., Nodes],
 ) -> None:
@@ -291,8 +298,7 @@ async def test_code_runs_on_the_rooms_owner_and_on_the_next_one_when_it_dies(
     cal_token = nodes[0].token(room, "candidate", "Cal")
     ivy_token = nodes[0].token(room, "interviewer", "Ivy")
     # Cal arrives on n0, which takes the room's lease; Ivy is on n1.
-    cal = await YClient(nodes[0].ws_url(room, cal_token)).connect()
-    await eventually(lambda: health(nodes[0])["rooms_owned"] == 1)
+    cal = await first_page(nodes[0], room, cal_token)
     ivy = await YClient(nodes[1].ws_url(room, ivy_token)).connect()
     ivy_control = await ControlClient(nodes[1].url, ivy_token).connect()
 
@@ -331,8 +337,7 @@ async def test_the_owner_keeps_the_kernel_when_its_own_last_page_leaves(
     room = nodes[0].create_room(files={"main.py": ""})
     ivy_token = nodes[0].token(room, "interviewer", "Ivy")
     cal_token = nodes[0].token(room, "candidate", "Cal")
-    ivy = await YClient(nodes[0].ws_url(room, ivy_token)).connect()
-    await eventually(lambda: health(nodes[0])["rooms_owned"] == 1)
+    ivy = await first_page(nodes[0], room, ivy_token)
     cal = await YClient(nodes[1].ws_url(room, cal_token)).connect()
     cal_control = await ControlClient(nodes[1].url, cal_token).connect()
     assert await cal_control.call("run", {"file": "main.py", "code": "x = 41"}) == {"ok": True}
@@ -378,8 +383,7 @@ async def test_a_call_across_nodes_is_held_by_the_rooms_owner(
     ivy_token, ivy_id = nodes[0].participant(room, "interviewer", "Ivy")
     cal_token, cal_id = nodes[0].participant(room, "candidate", "Cal")
     # Their pages: Ivy's on n0, which takes the room's lease, Cal's on n1.
-    ivy_doc = await YClient(nodes[0].ws_url(room, ivy_token)).connect()
-    await eventually(lambda: health(nodes[0])["rooms_owned"] == 1)
+    ivy_doc = await first_page(nodes[0], room, ivy_token)
     cal_doc = await YClient(nodes[1].ws_url(room, cal_token)).connect()
     ivy = CallClient(await ControlClient(nodes[0].url, ivy_token).connect())
     cal = CallClient(await ControlClient(nodes[1].url, cal_token).connect())
@@ -421,8 +425,7 @@ async def test_call_members_on_a_node_that_dies_leave_the_call(
     ivy_token, ivy_id = nodes[0].participant(room, "interviewer", "Ivy")
     cal_token, cal_id = nodes[0].participant(room, "candidate", "Cal")
     ian_token, _ = nodes[0].participant(room, "interviewer", "Ian")
-    ivy_doc = await YClient(nodes[0].ws_url(room, ivy_token)).connect()
-    await eventually(lambda: health(nodes[0])["rooms_owned"] == 1)
+    ivy_doc = await first_page(nodes[0], room, ivy_token)
     ivy = CallClient(await ControlClient(nodes[0].url, ivy_token).connect())
     cal = CallClient(await ControlClient(nodes[1].url, cal_token).connect())
     ian = CallClient(await ControlClient(nodes[0].url, ian_token).connect())
